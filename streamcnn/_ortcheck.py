@@ -1,0 +1,40 @@
+"""Refuse to run with no ONNX Runtime, or with both the CPU and GPU builds installed.
+
+``onnxruntime`` and ``onnxruntime-gpu`` install the same ``onnxruntime/`` package; with both
+present the one installed last silently wins, and uninstalling either breaks the import
+(measured: shared/research/deps.md, section 1.4).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+
+FIX_BOTH = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'streamcnn[cpu]'   "
+    "(or 'streamcnn[gpu]' for NVIDIA GPUs)"
+)
+FIX_NONE = "pip install 'streamcnn[cpu]'   (or 'streamcnn[gpu]' for NVIDIA GPUs with CUDA 12/13 + cuDNN 9)"
+
+
+def installed_ort_distributions() -> list[str]:
+    """Names of the installed ONNX Runtime distributions among the CPU and GPU builds."""
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+        found.append(dist)
+    return found
+
+
+def check_onnxruntime() -> None:
+    """Raises: ImportError with the command to run when zero or two ORT builds are installed."""
+    found = installed_ort_distributions()
+    if not found:
+        raise ImportError(f"streamcnn needs ONNX Runtime, and none is installed. Run: {FIX_NONE}")
+    if len(found) == 2:
+        raise ImportError(
+            "both onnxruntime and onnxruntime-gpu are installed; they overwrite each other's files "
+            f"and the result is broken or silently CPU-only. Keep exactly one: {FIX_BOTH}"
+        )

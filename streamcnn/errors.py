@@ -1,0 +1,77 @@
+"""Exceptions with messages meant for users (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+
+class StreamcnnError(Exception):
+    """Base class; ``str(err)`` is a complete, user-facing message."""
+
+    exit_code = 1
+
+
+class ConfigError(StreamcnnError):
+    """A mistake in the YAML or the plugins it names (CLI exit code 2).
+
+    Args:
+        message: what is wrong and what was expected.
+        file: the YAML file, when known.
+        line, column: 1-based position in ``file``, when known.
+        path: dotted key path, e.g. ``pipelines.lobby.stages[0].edges.kernel``.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.message, self.file, self.line, self.column, self.path = message, file, line, column, path
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        head = f"{where}: " + (f"{self.path}: " if self.path else "")
+        return head + self.message
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration errors found in one pass (all are reported)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, first.file, first.line, first.column, first.path)
+
+    def format(self) -> str:
+        return "\n".join(e.format() for e in self.errors)
+
+
+class PluginError(ConfigError):
+    """A plugin could not be loaded or conflicts with another one (exit code 2)."""
+
+
+class SourceError(StreamcnnError):
+    """A source could not be opened or read (credentials are already removed from the message)."""
+
+
+class StageError(StreamcnnError):
+    """A stage raised while processing a frame; names the pipeline, stage and frame index."""
+
+    def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException) -> None:
+        self.pipeline, self.stage, self.index, self.cause = pipeline, stage, index, cause
+        super().__init__(
+            f"pipeline '{pipeline}': stage '{stage}' failed on frame {index}: "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+
+class ModelInputError(StreamcnnError):
+    """An input's shape does not fit the model; names the model, input, expected and given shape."""

@@ -1,0 +1,245 @@
+"""Plugin discovery and the tables of stage, source and sink types (pluggy underneath).
+
+Plugins come from the ``streamcnn`` entry-point group (installed packages, built-ins too) and
+from the YAML ``plugins:`` list (``./file.py`` paths relative to the YAML file, or module
+names). A plugin that fails to import is recorded with the reason; the others still load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import importlib.util
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+log = logging.getLogger("streamcnn.plugins")
+
+KINDS = ("stage", "source", "sink")
+
+
+@dataclass
+class PluginRef:
+    """A plugin named in YAML: the text as written and where it was written."""
+
+    spec: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    config_dir: Path | None = None
+
+
+@dataclass
+class PluginRecord:
+    """One plugin and what became of it.
+
+    Attributes:
+        name: entry-point name, file path or module name.
+        origin: where it came from, e.g. ``streamcnn 0.1.0 (entry point edges = streamcnn_plugins.edges)``.
+        status: ``loaded`` or ``failed``.
+        reason: the failure, with the underlying exception (empty when loaded).
+        provides: ``{"stage": [...], "source": [...], "sink": [...]}`` names it registered.
+    """
+
+    name: str
+    origin: str
+    status: str = "loaded"
+    reason: str = ""
+    provides: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+
+@dataclass
+class TypeEntry:
+    name: str
+    kind: str
+    cls: type
+    plugin: PluginRecord
+
+
+class Plugins:
+    """Loaded plugins and the stage/source/sink types they registered.
+
+    Attributes:
+        pm: the ``pluggy.PluginManager`` (project name ``streamcnn``).
+        records: every plugin tried, loaded or failed, in load order.
+        types: ``{"stage": {name: TypeEntry}, "source": {...}, "sink": {...}}``.
+        conflicts: messages for names registered by more than one plugin.
+    """
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("streamcnn")
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self.types: dict[str, dict[str, TypeEntry]] = {k: {} for k in KINDS}
+        self.conflicts: list[str] = []
+
+    # -- loading -------------------------------------------------------------------------
+    def load_entry_points(self, group: str = "streamcnn") -> None:
+        """Load every installed plugin of the entry-point group; failures are recorded, not raised."""
+        for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
+            origin = f"{dist} (entry point {ep.name} = {ep.value})"
+            rec = PluginRecord(ep.name, origin)
+            try:
+                obj = ep.load()
+            except BaseException as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                rec.status, rec.reason = "failed", _describe(exc, f"importing {ep.value}")
+                self.records.append(rec)
+                log.warning("plugin %r from %s failed to load: %s", ep.name, origin, rec.reason)
+                continue
+            self._register(obj, rec)
+
+    def load_ref(self, ref: PluginRef) -> PluginRecord:
+        """Load a plugin named in YAML (a ``.py`` file or a module name).
+
+        Raises:
+            PluginError: the file does not exist, or importing it raised (names file and YAML line).
+        """
+        spec = ref.spec
+        looks_like_file = spec.endswith(".py") or "/" in spec or "\\" in spec
+        if looks_like_file:
+            path = Path(spec).expanduser()
+            if not path.is_absolute():
+                path = (ref.config_dir or Path.cwd()) / path
+            path = path.resolve()
+            if not path.is_file():
+                raise PluginError(
+                    f"plugin file {spec!r} not found (resolved to {path})", ref.file, ref.line, ref.column
+                )
+            rec = PluginRecord(str(path), f"file {path}")
+            try:
+                obj = _import_file(path)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise PluginError(
+                    f"plugin file {path} failed to import: {_describe(exc, str(path))}",
+                    ref.file, ref.line, ref.column,
+                ) from None
+        else:
+            rec = PluginRecord(spec, f"module {spec}")
+            try:
+                obj = importlib.import_module(spec)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise PluginError(
+                    f"plugin module {spec!r} failed to import: {_describe(exc, spec)}",
+                    ref.file, ref.line, ref.column,
+                ) from None
+        self._register(obj, rec)
+        if rec.status == "failed":
+            raise PluginError(f"plugin {spec!r}: {rec.reason}", ref.file, ref.line, ref.column)
+        return rec
+
+    def _register(self, obj: Any, rec: PluginRecord) -> None:
+        self.records.append(rec)
+        if self.pm.is_registered(obj):
+            rec.status, rec.reason = "failed", f"already loaded as {self.pm.get_name(obj)!r}"
+            return
+        try:
+            self.pm.register(obj, name=rec.name)
+        except ValueError as exc:  # name already registered (same entry-point name twice)
+            rec.status, rec.reason = "failed", str(exc)
+            return
+        except pluggy.PluginValidationError as exc:
+            rec.status, rec.reason = "failed", f"invalid hook implementation: {exc}"
+            return
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(obj)
+            hooks = [n for n in dir(obj) if n.startswith("streamcnn_") and not hasattr(self.pm.hook, n)]
+            rec.status = "failed"
+            rec.reason = (
+                f"unknown hook {', '.join(repr(h) for h in hooks) or '?'} in plugin {rec.name!r} "
+                f"(known hooks: {', '.join(sorted(_spec_names()))}): {exc}"
+            )
+            log.warning("plugin %r: %s", rec.name, rec.reason)
+            return
+        self._collect(obj, rec)
+
+    def _collect(self, obj: Any, rec: PluginRecord) -> None:
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, f"streamcnn_{kind}_types")
+            for impl in hook.get_hookimpls():
+                if impl.plugin is not obj:
+                    continue
+                try:
+                    table = impl.function() or {}
+                except Exception as exc:  # noqa: BLE001
+                    rec.status, rec.reason = "failed", _describe(exc, f"streamcnn_{kind}_types()")
+                    return
+                for name, cls in table.items():
+                    prev = self.types[kind].get(name)
+                    if prev is not None:
+                        self.conflicts.append(
+                            f"{kind} {name!r} is registered by two plugins: {prev.plugin.name!r} "
+                            f"({prev.plugin.origin}) and {rec.name!r} ({rec.origin}); "
+                            "uninstall or rename one of them"
+                        )
+                        continue
+                    self.types[kind][name] = TypeEntry(name, kind, cls, rec)
+                    rec.provides[kind].append(name)
+
+    # -- lookup ----------------------------------------------------------------------------
+    def failed(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.status == "failed"]
+
+    def check_conflicts(self) -> None:
+        """Raises: PluginError listing every name registered twice."""
+        if self.conflicts:
+            raise PluginError("plugin conflict: " + "; ".join(self.conflicts))
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.types[kind])
+
+
+def _spec_names() -> list[str]:
+    return [n for n in dir(hookspecs) if n.startswith("streamcnn_")]
+
+
+def _describe(exc: BaseException, what: str) -> str:
+    """One line naming the exception and, for plugin code, the file and line it came from."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where} (while {what})"
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"streamcnn_userplugin_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_plugins(refs: list[PluginRef] | tuple[()] = ()) -> Plugins:
+    """Entry-point plugins plus the YAML-named ones.
+
+    Raises:
+        PluginError: a YAML-named plugin is missing or broken (entry-point failures are only recorded).
+    """
+    plugins = Plugins()
+    plugins.load_entry_points()
+    for ref in refs:
+        plugins.load_ref(ref)
+    return plugins
