@@ -119,6 +119,7 @@ class Source:
 
     Params: ClassVar[type[SourceParams]] = SourceParams
     live: ClassVar[bool] = False  # live sources default to policy "latest" and are reconnected
+    priority: ClassVar[int] = 0  # when several types claim a uri the highest wins (catch-alls: < 0)
 
     def __init__(self, params: SourceParams, ctx: Context) -> None:
         self.params = params

@@ -1,0 +1,535 @@
+"""Built-in source types, registered through the ``streamcnn_source_types`` hook like any plugin.
+
+===========  ======================================================  =====  ========================
+type         ``uri``                                                 live   pts
+===========  ======================================================  =====  ========================
+``stream``   ``rtsp://``, ``rtsps://``, ``http(s)://``, ``rtmp://``  yes    reader clock
+``webcam``   ``0``, ``"1"``, ``/dev/video2``                         yes    reader clock
+``pattern``  ``pattern``                                             no     index / fps
+``images``   existing folder, or glob with ``*``, ``?`` or ``[``     no     index / fps
+``file``     anything else: a video file path                        no     file time
+===========  ======================================================  =====  ========================
+
+Source contract used by `streamcnn.io.reader.SourceReader` (also for third-party sources):
+
+* ``open()`` starts a stream; ``open()`` after ``close()`` starts a *fresh* one (live sources are
+  reconnected this way, on the same object).
+* ``close()`` never blocks, may be called from any thread and more than once, also while
+  another thread is stuck inside ``read()``. The built-in live sources then let the stuck
+  ``read()`` release its own capture when it finally returns (`_Capture`), because releasing a
+  ``cv2.VideoCapture`` under a running ``read()`` is not safe.
+* ``read()`` returns ``(uint8 H×W×3 BGR image, pts seconds | None)`` or None at the end or on
+  failure; it may raise. Every error message has credentials removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import field_validator
+
+from streamcnn import Context, Field, Source, SourceError, SourceParams, hookimpl, to_bgr3
+from streamcnn.redact import redact
+
+__all__ = [
+    "ImageFolderSource",
+    "NetworkStreamSource",
+    "PatternSource",
+    "VideoFileSource",
+    "WebcamSource",
+    "pick_source_type",
+    "streamcnn_source_types",
+]
+
+log = logging.getLogger("streamcnn.sources")
+
+# OPENCV_FFMPEG_CAPTURE_OPTIONS is read by cv2 at every open but is global to the process.
+_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ffmpeg_env_lock = threading.Lock()
+
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+IMAGE_EXTENSIONS = frozenset(
+    ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm .jp2 .exr .hdr .pic .sr .ras".split()
+)
+
+
+class _Capture:
+    """A ``cv2.VideoCapture`` whose ``release()`` is safe while another thread is in ``read()``.
+
+    ``release()`` during a ``read()`` only marks the capture; the reading thread releases it as
+    soon as its ``read()`` returns (which cv2 guarantees eventually, after its read timeout).
+    """
+
+    def __init__(self, cap: cv2.VideoCapture) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._reading = False
+        self._released = False
+
+    def read(self) -> np.ndarray | None:
+        """Next image as cv2 returns it, or None (failed, or released meanwhile)."""
+        with self._lock:
+            if self._released:
+                return None
+            self._reading = True
+        try:
+            ok, image = self.cap.read()
+        finally:
+            with self._lock:
+                self._reading = False
+                release_now = self._released
+            if release_now:
+                self.cap.release()
+        return image if ok and not release_now else None
+
+    def get(self, prop: int) -> float:
+        with self._lock:
+            return 0.0 if self._released else float(self.cap.get(prop))
+
+    def release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            if self._reading:
+                return  # the reading thread releases it when its read() returns
+        self.cap.release()
+
+
+def _sane_fps(value: float) -> float | None:
+    return float(value) if math.isfinite(value) and 0 < value < 1000 else None
+
+
+# ---------------------------------------------------------------------------------------------
+class VideoFileSource(Source):
+    """A video file read with OpenCV's FFmpeg backend (not live: every frame, as fast as consumed).
+
+    ``uri`` is a path; a relative path resolves against the YAML file's directory. ``pts`` is
+    the frame's time in the file (``CAP_PROP_POS_MSEC``) when that is sane, else ``index / fps``.
+
+    Raises (from ``open``):
+        SourceError: the file does not exist (names the resolved path) or cannot be decoded.
+    """
+
+    class Params(SourceParams):
+        """Options of ``type: file`` (only the common ones)."""
+
+    live = False
+
+    def __init__(self, params: SourceParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self._cap: _Capture | None = None
+        self._fps: float | None = None
+        self._index = 0
+        self._last_ms = -1.0
+
+    @classmethod
+    def claims(cls, uri: str | int) -> bool:
+        return isinstance(uri, str) and bool(uri.strip())
+
+    @property
+    def path(self) -> Path:
+        return self.ctx.resolve(str(self.params.uri))
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    def open(self) -> None:
+        self.close()
+        path = self.path
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "not found"
+            raise SourceError(redact(f"video file {self.params.uri!s} {what} (resolved to {path})"))
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(redact(f"cannot open video file {path}: not a video, or an unsupported codec"))
+        self._cap = _Capture(cap)
+        self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
+        self._index = 0
+        self._last_ms = -1.0
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        cap = self._cap
+        if cap is None:
+            return None
+        image = cap.read()
+        if image is None:
+            return None
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if math.isfinite(ms) and ms >= 0 and ms > self._last_ms and (ms > 0 or self._index == 0):
+            pts = ms / 1000.0
+            self._last_ms = ms
+        else:
+            pts = self._index / (self._fps or 25.0)
+        self._index += 1
+        return to_bgr3(image), pts
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+# ---------------------------------------------------------------------------------------------
+class ImageFolderSource(Source):
+    """Still images from a folder (files with an image extension) or a glob, sorted by name.
+
+    Unreadable images are skipped with a warning. Grayscale and 4-channel images become uint8
+    H×W×3 BGR (alpha dropped). ``pts = index / fps`` in seconds, index counting delivered images.
+
+    Raises (from ``open``):
+        SourceError: the folder does not exist or no image file matches.
+    """
+
+    class Params(SourceParams):
+        """Options of ``type: images``."""
+
+        fps: float = Field(25.0, gt=0, description="frame rate in frames/s used for pts = index / fps")
+
+    live = False
+
+    def __init__(self, params: SourceParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self._files: list[Path] = []
+        self._pos = 0
+        self._index = 0
+
+    @classmethod
+    def claims(cls, uri: str | int) -> bool:
+        if not isinstance(uri, str) or "://" in uri:
+            return False
+        return bool(_GLOB_CHARS.search(uri)) or Path(uri).expanduser().is_dir()
+
+    @property
+    def fps(self) -> float | None:
+        return float(getattr(self.params, "fps", 25.0))
+
+    def _list(self) -> list[Path]:
+        uri = str(self.params.uri)
+        target = self.ctx.resolve(uri)
+        if target.is_dir():
+            files = [p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            return sorted(files, key=lambda p: p.name)
+        if _GLOB_CHARS.search(uri):
+            return sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
+        raise SourceError(f"image folder {uri} not found (resolved to {target})")
+
+    def open(self) -> None:
+        self._files = self._list()
+        if not self._files:
+            raise SourceError(f"no image files in {self.params.uri} (resolved to {self.ctx.resolve(str(self.params.uri))})")
+        self._pos = 0
+        self._index = 0
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        while self._pos < len(self._files):
+            path = self._files[self._pos]
+            self._pos += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray/BGRA/16-bit -> uint8 BGR
+            if image is None or image.size == 0:
+                self.ctx.log.warning("skipping unreadable image %s", path)
+                continue
+            pts = self._index / self.fps
+            self._index += 1
+            return to_bgr3(image), pts
+        return None
+
+    def close(self) -> None:
+        self._pos = len(self._files)
+
+
+# ---------------------------------------------------------------------------------------------
+class PatternSource(Source):
+    """A synthetic, deterministic test pattern (not live): colour bars, a box moving one step per
+    frame and the frame number as text. ``pts = index / fps`` seconds; ends after ``frames``.
+    """
+
+    class Params(SourceParams):
+        """Options of ``type: pattern``."""
+
+        size: str = Field("640x480", description="frame size WIDTHxHEIGHT in pixels, e.g. 640x480")
+        fps: float = Field(25.0, gt=0, description="frame rate in frames/s (pts = index / fps)")
+        frames: int | None = Field(250, ge=0, description="number of frames; null = endless")
+
+        @field_validator("size")
+        @classmethod
+        def _check_size(cls, v: str) -> str:
+            m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", v)
+            if not m or int(m[1]) < 16 or int(m[2]) < 16:
+                raise ValueError(f"size must be WIDTHxHEIGHT with both >= 16, e.g. 640x480, not {v!r}")
+            return f"{int(m[1])}x{int(m[2])}"
+
+    live = False
+    BARS_BGR = [(255, 255, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0),
+                (255, 0, 255), (0, 0, 255), (255, 0, 0), (0, 0, 0)]
+
+    def __init__(self, params: SourceParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        w, h = (int(v) for v in str(getattr(params, "size", "640x480")).split("x"))
+        self.width, self.height = w, h
+        self._index = 0
+        self._background: np.ndarray | None = None
+
+    @classmethod
+    def claims(cls, uri: str | int) -> bool:
+        return isinstance(uri, str) and uri.strip().lower() == "pattern"
+
+    @property
+    def fps(self) -> float | None:
+        return float(getattr(self.params, "fps", 25.0))
+
+    def open(self) -> None:
+        bg = np.zeros((self.height, self.width, 3), np.uint8)
+        edges = np.linspace(0, self.width, len(self.BARS_BGR) + 1).astype(int)
+        for colour, x0, x1 in zip(self.BARS_BGR, edges[:-1], edges[1:]):
+            bg[:, x0:x1] = colour
+        self._background = bg
+        self._index = 0
+
+    def render(self, index: int) -> np.ndarray:
+        """The uint8 H×W×3 BGR pattern image of frame ``index`` (pure function of index and size)."""
+        if self._background is None:
+            self.open()
+        assert self._background is not None
+        img = self._background.copy()
+        side = max(8, min(self.width, self.height) // 6)
+        span_x, span_y = self.width - side, self.height - side
+        # bounce: triangle waves with different periods
+        x = abs((index * 4) % (2 * span_x) - span_x) if span_x > 0 else 0
+        y = abs((index * 3) % (2 * span_y) - span_y) if span_y > 0 else 0
+        cv2.rectangle(img, (x, y), (x + side, y + side), (40, 40, 40), -1)
+        cv2.rectangle(img, (x, y), (x + side, y + side), (255, 255, 255), 2)
+        scale = max(0.4, self.height / 400)
+        cv2.putText(img, f"{index:06d}", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA)
+        cv2.putText(img, f"{index:06d}", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        return img
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        frames = getattr(self.params, "frames", 250)
+        if self._background is None or (frames is not None and self._index >= frames):
+            return None
+        i = self._index
+        self._index += 1
+        return self.render(i), i / self.fps
+
+    def close(self) -> None:
+        self._background = None
+
+
+# ---------------------------------------------------------------------------------------------
+class _LiveCaptureSource(Source):
+    """Common part of webcam and network stream: a `_Capture` reopened on every ``open``."""
+
+    live = True
+
+    def __init__(self, params: SourceParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self._cap: _Capture | None = None
+        self._fps: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    def _make_capture(self) -> cv2.VideoCapture:
+        raise NotImplementedError
+
+    def _describe_failure(self) -> str:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self.close()
+        cap = self._make_capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(redact(self._describe_failure()))
+        with self._lock:
+            self._cap = _Capture(cap)
+        self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        with self._lock:
+            cap = self._cap
+        if cap is None:
+            return None
+        image = cap.read()
+        return None if image is None else (to_bgr3(image), None)
+
+    def close(self) -> None:
+        with self._lock:
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+class WebcamSource(_LiveCaptureSource):
+    """A local camera by index (``0``) or device path (``/dev/video0``); live, reconnected.
+
+    Raises (from ``open``):
+        SourceError: ``cannot open camera 0 ...`` when the device is missing or busy (fails fast).
+    """
+
+    class Params(SourceParams):
+        """Options of ``type: webcam`` (requested capture settings; the driver may ignore them)."""
+
+        width: int | None = Field(None, ge=1, description="requested width in pixels")
+        height: int | None = Field(None, ge=1, description="requested height in pixels")
+        fps: float | None = Field(None, gt=0, description="requested frame rate in frames/s")
+
+    @classmethod
+    def claims(cls, uri: str | int) -> bool:
+        if isinstance(uri, bool):
+            return False
+        if isinstance(uri, int):
+            return uri >= 0
+        uri = uri.strip()
+        return uri.isdigit() or uri.startswith("/dev/video")
+
+    def _device(self) -> int | str:
+        uri = self.params.uri
+        return int(uri) if isinstance(uri, int) or str(uri).strip().isdigit() else str(uri).strip()
+
+    def _make_capture(self) -> cv2.VideoCapture:
+        backend = cv2.CAP_V4L2 if os.name == "posix" and hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(self._device(), backend)
+        if cap.isOpened():
+            p = self.params
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, getattr(p, "width", None)),
+                                (cv2.CAP_PROP_FRAME_HEIGHT, getattr(p, "height", None)),
+                                (cv2.CAP_PROP_FPS, getattr(p, "fps", None))):
+                if value is not None:
+                    cap.set(prop, float(value))
+        return cap
+
+    def _describe_failure(self) -> str:
+        dev = self._device()
+        path = f"/dev/video{dev}" if isinstance(dev, int) else dev
+        exists = "exists" if os.path.exists(path) else "does not exist"
+        return f"cannot open camera {dev} ({path} {exists}; missing, busy or not a capture device)"
+
+
+class NetworkStreamSource(_LiveCaptureSource):
+    """An IP camera or stream (RTSP, HTTP/MJPEG, RTMP) through OpenCV's FFmpeg backend; live.
+
+    Before each open it sets ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (transport, socket timeout in µs)
+    under a process-wide lock, and passes open/read timeouts in ms. cv2's ``read()`` gives up
+    after about 3× the read timeout, so the default read timeout is ``stall_timeout / 3``.
+
+    Raises (from ``open``):
+        SourceError: the stream could not be opened within ``open_timeout`` (URL redacted).
+    """
+
+    class Params(SourceParams):
+        """Options of ``type: stream``."""
+
+        transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTSP transport: tcp or udp")
+        open_timeout: float = Field(10.0, gt=0, description="seconds to wait for the stream to open")
+        read_timeout: float | None = Field(
+            None, gt=0, description="seconds cv2 waits for data per read (default stall_timeout / 3)"
+        )
+
+    @classmethod
+    def claims(cls, uri: str | int) -> bool:
+        return isinstance(uri, str) and uri.strip().lower().startswith(_STREAM_SCHEMES)
+
+    @property
+    def open_timeout(self) -> float:
+        return float(getattr(self.params, "open_timeout", 10.0))
+
+    @property
+    def read_timeout(self) -> float:
+        value = getattr(self.params, "read_timeout", None)
+        return float(value) if value else max(0.1, self.params.stall_timeout / 3)
+
+    def ffmpeg_options(self) -> str:
+        """The ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` value used at open (``key;value|key;value``)."""
+        url = str(self.params.uri).strip().lower()
+        opts = []
+        if url.startswith(("rtsp://", "rtsps://")):
+            opts.append(f"rtsp_transport;{getattr(self.params, 'transport', 'tcp')}")
+        opts.append(f"timeout;{int(max(self.open_timeout, self.read_timeout) * 1e6)}")
+        return "|".join(opts)
+
+    def _make_capture(self) -> cv2.VideoCapture:
+        props = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        with _ffmpeg_env_lock:
+            previous = os.environ.get(_FFMPEG_ENV)
+            os.environ[_FFMPEG_ENV] = self.ffmpeg_options()
+            try:
+                return cv2.VideoCapture(str(self.params.uri).strip(), cv2.CAP_FFMPEG, props)
+            finally:
+                if previous is None:
+                    os.environ.pop(_FFMPEG_ENV, None)
+                else:
+                    os.environ[_FFMPEG_ENV] = previous
+
+    def _describe_failure(self) -> str:
+        return (f"cannot open stream {self.id} within {self.open_timeout:g} s "
+                "(server down, wrong URL or credentials, or no video track)")
+
+
+# ---------------------------------------------------------------------------------------------
+_PREFERRED_ORDER = ("stream", "webcam", "pattern", "images")
+
+
+def pick_source_type(uri: str | int, types: dict[str, type[Source]], config_dir: Path | None = None) -> str:
+    """The source type name for ``uri`` when YAML gives no ``type``.
+
+    Asks ``claims(uri)`` of ``stream``, ``webcam``, ``pattern``, ``images`` (when registered), then
+    of every other registered type in registration order; the first non-``file`` claim wins, and
+    ``file`` is the fallback. A class whose ``claims`` raises counts as not claiming.
+
+    Args:
+        uri: the ``source.uri`` from YAML.
+        types: registered source classes by type name.
+        config_dir: when given, a relative path ``uri`` is resolved against it before asking
+            (so a folder next to the YAML file is recognised as ``images``).
+
+    Raises:
+        ValueError: nothing claims ``uri`` and no ``file`` type is registered.
+    """
+    probe: Any = uri
+    if (config_dir is not None and isinstance(uri, str) and "://" not in uri
+            and not uri.strip().isdigit() and not Path(uri).expanduser().is_absolute()):
+        probe = str(Path(config_dir) / uri)
+    order = [n for n in _PREFERRED_ORDER if n in types]
+    order += [n for n in types if n not in order and n != "file"]
+    for name in order:
+        try:
+            if types[name].claims(probe) or (probe is not uri and types[name].claims(uri)):
+                return name
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break type picking
+            log.warning("source type %r: claims() raised %s: %s", name, type(exc).__name__, redact(str(exc)))
+    if "file" in types:
+        return "file"
+    raise ValueError(
+        redact(f"no source type claims {uri!r}; known types: {', '.join(sorted(types)) or 'none'}")
+    )
+
+
+@hookimpl
+def streamcnn_source_types() -> dict[str, type[Source]]:
+    """The built-in source types."""
+    return {
+        "file": VideoFileSource,
+        "images": ImageFolderSource,
+        "webcam": WebcamSource,
+        "stream": NetworkStreamSource,
+        "pattern": PatternSource,
+    }

@@ -1,0 +1,143 @@
+"""The ``streamcnn`` command: ``run``, ``validate``, ``plugins``.
+
+Exit codes: 0 success, 2 configuration error (YAML, plugins, options), 1 runtime failure.
+User mistakes are printed as one message per problem, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from .config import load_config
+from .engine import Engine
+from .errors import ConfigError, StreamcnnError
+from .pluginmanager import KINDS, load_plugins
+from .redact import redact
+
+log = logging.getLogger("streamcnn")
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _fail(exc: StreamcnnError) -> None:
+    click.echo(redact(str(exc)), err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streamcnn")
+@click.option("-v", "--verbose", count=True, help="More log output (debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """streamcnn: run YAML pipelines of CNN plugins over videos, cameras and RTSP streams."""
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-p", "--pipeline", "pipelines", multiple=True, metavar="NAME",
+              help="Run only this pipeline (repeatable). Default: all pipelines in FILE.")
+@click.option("-n", "--max-frames", type=click.IntRange(min=1), default=None,
+              help="Stop each pipeline after N processed frames.")
+def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
+    """Run the pipelines in FILE until their sources end or Ctrl-C / SIGTERM.
+
+    On Ctrl-C or SIGTERM the sources stop, queued frames are processed and every sink is
+    flushed and closed (a second Ctrl-C skips the queued frames).
+    """
+    try:
+        config = load_config(file)
+        for name in pipelines:
+            if name not in config.pipelines:
+                from .config import suggest
+
+                raise ConfigError(
+                    f"no pipeline named {name!r}{suggest(name, config.pipelines)} "
+                    f"Pipelines in {file}: {', '.join(config.pipelines)}", file,
+                )
+    except StreamcnnError as exc:
+        _fail(exc)
+    engine = Engine(config, list(pipelines) or None, max_frames)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.warning("%s received: stopping (flushing sinks)", signal.Signals(signum).name)
+        engine.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+    engine.run()
+    failed = engine.failed
+    for r in failed:
+        click.echo(f"pipeline '{r.name}' failed: {redact(r.stats.error or '')}", err=True)
+    for r in engine.runs:
+        s = r.stats
+        click.echo(
+            f"{r.name}: {s.frames} frames in {s.seconds:.1f} s ({s.fps:.1f} frames/s), "
+            f"{s.skipped} skipped, {s.dropped} dropped, {s.reconnects} reconnects", err=True,
+        )
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check FILE without running it: YAML, plugins, stage/source/sink options, model files."""
+    try:
+        config = load_config(file, check=True)
+    except StreamcnnError as exc:
+        _fail(exc)
+    for name, p in config.pipelines.items():
+        stages = " → ".join(c.type_name for c in p.stages) or "(no stages)"
+        sinks = ", ".join(c.type_name for c in p.sinks) or "(no sinks)"
+        click.echo(f"{name}: {p.source.type_name} {redact(str(p.source.params.uri))} → {stages} → {sinks}")
+    click.echo(f"{file}: OK ({len(config.pipelines)} pipeline(s))")
+
+
+@main.command("plugins")
+@click.option("-c", "--config", "file", type=click.Path(dir_okay=False), default=None,
+              help="Also load the plugins listed in this YAML file.")
+def plugins_cmd(file: str | None) -> None:
+    """List every stage, source and sink type, where it came from and its status."""
+    try:
+        if file:
+            plugins = load_config(file).plugins
+        else:
+            plugins = load_plugins()
+    except StreamcnnError as exc:
+        _fail(exc)
+    rows = []
+    for kind in KINDS:
+        for name, entry in sorted(plugins.types[kind].items()):
+            rows.append((kind, name, entry.plugin.origin, "loaded"))
+    for rec in plugins.failed():
+        rows.append(("plugin", rec.name, rec.origin, f"failed: {rec.reason}"))
+    widths = [max(len(r[i]) for r in rows + [("KIND", "NAME", "FROM", "STATUS")]) for i in range(3)]
+    click.echo(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'FROM':<{widths[2]}}  STATUS")
+    for kind, name, origin, status in rows:
+        click.echo(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {origin:<{widths[2]}}  {status}")
+    for msg in plugins.conflicts:
+        click.echo(f"conflict: {msg}")
+    if plugins.conflicts:
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

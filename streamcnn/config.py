@@ -1,0 +1,456 @@
+"""The YAML configuration: schema, validation and user-facing error messages.
+
+Shape::
+
+    plugins: [./my_plugins.py]           # optional extra plugin files or modules
+    pipelines:
+      NAME:
+        source: URI | {uri: URI, policy: latest|all, stall_timeout: 5, ...}
+        stages: [{STAGE: {OPTION: VALUE}}, ...]
+        sinks:  [{SINK: {OPTION: VALUE}}, ...]
+        on_error: skip | stop
+
+Every error names file, line, column, key path and what was expected, and suggests the
+closest valid name (difflib).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types as at
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .api import Context
+from .errors import ConfigError, ConfigErrors, PluginError
+from .pluginmanager import PluginRef, Plugins, load_plugins
+from .yamlpos import Positions, format_path, read_yaml_file
+
+
+class PipelineSpec(BaseModel):
+    """One entry of ``pipelines:`` before its components are resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | int | dict[str, Any]
+    stages: list[Any] = Field(default_factory=list)
+    sinks: list[Any] = Field(default_factory=list)
+    on_error: Literal["skip", "stop"] = "skip"
+
+
+class FileSpec(BaseModel):
+    """The whole file before resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugins: list[str] = Field(default_factory=list)
+    pipelines: dict[str, PipelineSpec]
+
+
+@dataclass
+class Component:
+    """A resolved stage, source or sink: its class, validated params and context."""
+
+    kind: str
+    type_name: str
+    cls: type
+    params: Any
+    ctx: Context
+    path: str
+    line: int | None = None
+
+
+@dataclass
+class PipelineConfig:
+    name: str
+    source: Component
+    stages: list[Component]
+    sinks: list[Component]
+    on_error: str = "skip"
+
+
+@dataclass
+class Config:
+    """A validated configuration file.
+
+    Attributes:
+        file: the YAML path as given; ``config_dir`` its directory.
+        pipelines: ``{name: PipelineConfig}`` in file order.
+        plugins: the loaded plugins (entry points + YAML ``plugins:``).
+    """
+
+    file: str
+    config_dir: Path
+    pipelines: dict[str, PipelineConfig]
+    plugins: Plugins
+    positions: Positions = field(default_factory=Positions)
+
+
+# -- error helpers ---------------------------------------------------------------------------
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
+    """`` — did you mean 'x'?`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+def _unwrap(annotation: Any) -> tuple[list[Any], list[Any]]:
+    """Flatten Optional/Union/Annotated into (types, constraint metadata)."""
+    meta: list[Any] = []
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *extra = typing.get_args(annotation)
+        inner, m = _unwrap(base)
+        return inner, m + list(extra)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        types: list[Any] = []
+        for arg in typing.get_args(annotation):
+            t, m = _unwrap(arg)
+            types += t
+            meta += m
+        return types, meta
+    return [annotation], meta
+
+
+def _number_range(meta: list[Any]) -> str:
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in meta:
+        if isinstance(m, at.Ge):
+            lo = m.ge
+        elif isinstance(m, at.Gt):
+            lo, lo_open = m.gt, True
+        elif isinstance(m, at.Le):
+            hi = m.le
+        elif isinstance(m, at.Lt):
+            hi, hi_open = m.lt, True
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '≥'} {lo}"
+    if hi is not None:
+        return f" {'<' if hi_open else '≤'} {hi}"
+    return ""
+
+
+def describe_expected(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """Plain-words description of what the field at ``loc`` accepts, e.g. 'a number in [0, 1]'."""
+    if not loc or not isinstance(loc[0], str) or loc[0] not in model.model_fields:
+        return None
+    info = model.model_fields[loc[0]]
+    types, meta = _unwrap(info.annotation)
+    meta = meta + list(info.metadata)
+    words = []
+    for t in types:
+        if t is type(None):
+            continue
+        if t is bool:
+            words.append("true or false")
+        elif t is int:
+            words.append("an integer" + _number_range(meta))
+        elif t is float:
+            words.append("a number" + _number_range(meta))
+        elif t is str:
+            words.append("a string")
+        elif typing.get_origin(t) is Literal:
+            words.append("one of " + ", ".join(repr(a) for a in typing.get_args(t)))
+        elif typing.get_origin(t) in (list, tuple) or t in (list, tuple):
+            words.append("a list")
+        elif typing.get_origin(t) is dict or t is dict:
+            words.append("a mapping")
+        elif isinstance(t, type) and issubclass(t, BaseModel):
+            words.append("a mapping")
+    if not words:
+        return None
+    # "a number in [0, 1]" instead of "an integer in [0, 1] or a number in [0, 1]"
+    if any(w.startswith("a number") for w in words):
+        words = [w for w in words if not w.startswith("an integer")]
+    return " or ".join(dict.fromkeys(words))
+
+
+def pydantic_to_config_errors(
+    exc: ValidationError,
+    model: type[BaseModel],
+    base: tuple[Any, ...],
+    positions: Positions,
+    file: str,
+    what: str,
+) -> list[ConfigError]:
+    """Translate a pydantic ``ValidationError`` into located, plain-words `ConfigError`s.
+
+    Args:
+        model: the model that was validated (for option names and constraints).
+        base: key path of the validated mapping inside the YAML.
+        what: how to name the owner in messages, e.g. ``stage 'edges'``.
+    """
+    out: list[ConfigError] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        kind = err["type"]
+        if loc in seen and kind not in ("extra_forbidden", "missing"):
+            continue  # one message per location (unions produce several)
+        seen.add(loc)
+        path = base + loc
+        owner, rest, owner_what = _model_at(model, loc, what)
+        options = sorted(owner.model_fields)
+        if kind == "extra_forbidden":
+            name = loc[-1]
+            msg = f"unknown option {name!r} for {owner_what}{suggest(name, options)} (options: {', '.join(options)})"
+            line, col = positions.find(path)
+        elif kind == "missing":
+            msg = f"missing required option {loc[-1]!r} for {what}"
+            line, col = positions.find(base)
+        else:
+            expected = describe_expected(owner, rest)
+            given = err.get("input")
+            if expected:
+                msg = f"expected {expected}, got {given!r}"
+                ann = owner.model_fields[rest[0]].annotation
+                if typing.get_origin(ann) is Literal and isinstance(given, str):
+                    msg += suggest(given, typing.get_args(ann))
+                if kind not in _TYPE_KINDS and not err["msg"].startswith("Input should be"):
+                    msg += f" ({err['msg']})"
+            else:
+                msg = f"{err['msg']} (got {given!r})"
+            line, col = positions.get(path + ("<value>",), positions.find(path))
+        out.append(ConfigError(msg, file, line, col, format_path(path)))
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...], what: str) -> tuple[type[BaseModel], tuple, str]:
+    """The innermost model that owns ``loc[-1]``, the rest of ``loc`` relative to it, and its name."""
+    i = 0
+    while i < len(loc) - 1:
+        info = model.model_fields.get(loc[i]) if isinstance(loc[i], str) else None
+        if info is None:
+            break
+        ann = info.annotation
+        if typing.get_origin(ann) is dict and len(typing.get_args(ann)) == 2:
+            inner = typing.get_args(ann)[1]
+            if isinstance(inner, type) and issubclass(inner, BaseModel) and i + 2 < len(loc):
+                model, what, i = inner, f"{loc[i][:-1] if str(loc[i]).endswith('s') else loc[i]} {loc[i + 1]!r}", i + 2
+                continue
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model, what, i = ann, f"{loc[i]!r}", i + 1
+            continue
+        break
+    return model, loc[i:], what
+
+
+_TYPE_KINDS = {
+    "float_parsing", "float_type", "int_parsing", "int_type", "int_from_float", "bool_parsing", "bool_type",
+    "string_type", "literal_error", "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+    "list_type", "dict_type", "model_type", "finite_number", "union_tag_invalid",
+}
+
+
+# -- loading ---------------------------------------------------------------------------------
+def load_config(file: str | Path, plugins: Plugins | None = None, check: bool = False) -> Config:
+    """Read, validate and resolve a pipelines YAML file.
+
+    Args:
+        file: path of the YAML file.
+        plugins: already-loaded plugins (default: load entry points + the file's ``plugins:``).
+        check: also run each stage's/sink's ``check`` (model files exist, ...), as ``validate`` does.
+
+    Raises:
+        ConfigError / ConfigErrors: every problem found, each with file, line, column and key path.
+    """
+    file = str(file)
+    data, positions, _ = read_yaml_file(file)
+    config_dir = Path(file).resolve().parent
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with a 'pipelines:' key at the top level", file, 1, 1)
+    try:
+        spec = FileSpec.model_validate(data)
+    except ValidationError as exc:
+        errs = pydantic_to_config_errors(exc, FileSpec, (), positions, file, "the configuration file")
+        for e in errs:  # nicer wording for the top-level and pipeline keys
+            e.message = e.message.replace("option", "key")
+        raise ConfigErrors(errs) from None
+
+    if not spec.pipelines:
+        raise ConfigError("'pipelines:' is empty: define at least one pipeline", file, *positions.find(("pipelines",)))
+
+    if plugins is None:
+        refs = [
+            PluginRef(s, file, *positions.find(("plugins", i)), config_dir=config_dir)
+            for i, s in enumerate(spec.plugins)
+        ]
+        plugins = load_plugins(refs)
+    try:
+        plugins.check_conflicts()
+    except PluginError as exc:
+        line, col = positions.find(("plugins",)) if spec.plugins else (None, None)
+        raise PluginError(exc.message, file, line, col) from None
+
+    errors: list[ConfigError] = []
+    pipelines: dict[str, PipelineConfig] = {}
+    for pname, pspec in spec.pipelines.items():
+        base = ("pipelines", pname)
+        try:
+            pipelines[pname] = _resolve_pipeline(pname, pspec, base, positions, file, config_dir, plugins, check)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigErrors(errors)
+    return Config(file, config_dir, pipelines, plugins, positions)
+
+
+def _resolve_pipeline(
+    pname: str, pspec: PipelineSpec, base: tuple, positions: Positions, file: str,
+    config_dir: Path, plugins: Plugins, check: bool,
+) -> PipelineConfig:
+    errors: list[ConfigError] = []
+
+    def attempt(fn, *args):
+        try:
+            return fn(*args)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+        return None
+
+    source = attempt(_resolve_source, pname, pspec.source, base + ("source",), positions, file, config_dir, plugins)
+    stages = [
+        attempt(_resolve_item, "stage", pname, item, base + ("stages", i), positions, file, config_dir, plugins, check)
+        for i, item in enumerate(pspec.stages)
+    ]
+    sinks = [
+        attempt(_resolve_item, "sink", pname, item, base + ("sinks", i), positions, file, config_dir, plugins, check)
+        for i, item in enumerate(pspec.sinks)
+    ]
+    if errors:
+        raise ConfigErrors(errors)
+    return PipelineConfig(pname, source, stages, sinks, pspec.on_error)
+
+
+def _ctx(name: str, pname: str, config_dir: Path, kind: str) -> Context:
+    return Context(name, pname, config_dir, logging.getLogger(f"streamcnn.{pname}.{name}"))
+
+
+def _unknown(kind: str, name: str, plugins: Plugins) -> str:
+    installed = plugins.names(kind)
+    msg = f"unknown {kind} {name!r}{suggest(name, installed)} Installed {kind}s: {', '.join(installed) or 'none'}"
+    failed = plugins.failed()
+    if failed:
+        msg += ". Plugins that failed to load: " + "; ".join(f"{r.name} ({r.origin}): {r.reason}" for r in failed)
+    return msg
+
+
+def _resolve_item(
+    kind: str, pname: str, item: Any, path: tuple, positions: Positions, file: str,
+    config_dir: Path, plugins: Plugins, check: bool,
+) -> Component:
+    line, col = positions.find(path)
+    if item is None and kind == "sink":
+        item = "null"  # YAML reads a bare `- null` as None: that is the null sink
+    if isinstance(item, str):
+        name, options, opath = item, None, path
+    elif isinstance(item, dict) and item:
+        keys = list(item)
+        name = keys[0]
+        if len(keys) > 1:
+            first = item[name]
+            rest = ", ".join(repr(k) for k in keys[1:])
+            if first is None:
+                raise ConfigError(
+                    f"{kind} {name!r} got no options, and the keys that follow it ({rest}) look like its "
+                    f"options: indent them under {name!r} (2 more spaces than {name!r})",
+                    file, line, col, format_path(path + (name,)),
+                )
+            raise ConfigError(
+                f"a {kind} entry must have exactly one key, the {kind} name; got {', '.join(map(repr, keys))}. "
+                f"Start each {kind} with '- '",
+                file, line, col, format_path(path),
+            )
+        options, opath = item[name], path + (name,)
+    else:
+        raise ConfigError(
+            f"expected a {kind} name or a mapping {{{kind}_name: {{options}}}}, got {item!r}",
+            file, line, col, format_path(path),
+        )
+    entry = plugins.types[kind].get(name)
+    if entry is None:
+        raise ConfigError(_unknown(kind, str(name), plugins), file, line, col, format_path(opath))
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        oline, ocol = positions.get(opath + ("<value>",), (line, col))
+        raise ConfigError(
+            f"options of {kind} {name!r} must be a mapping (option: value), got {options!r}",
+            file, oline, ocol, format_path(opath),
+        )
+    cls = entry.cls
+    what = f"{kind} {name!r}"
+    try:
+        params = cls.Params.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigErrors(pydantic_to_config_errors(exc, cls.Params, opath, positions, file, what)) from None
+    ctx = _ctx(name, pname, config_dir, kind)
+    if check:
+        try:
+            cls.check(params, ctx)
+        except (ValueError, FileNotFoundError, ConfigError) as exc:
+            msg = exc.message if isinstance(exc, ConfigError) else str(exc)
+            raise ConfigError(msg, file, line, col, format_path(opath)) from None
+    return Component(kind, name, cls, params, ctx, format_path(opath), line)
+
+
+def _resolve_source(
+    pname: str, source: Any, path: tuple, positions: Positions, file: str, config_dir: Path, plugins: Plugins
+) -> Component:
+    line, col = positions.get(path + ("<value>",), positions.find(path))
+    options = {"uri": source} if isinstance(source, (str, int)) else dict(source)
+    if "uri" not in options:
+        close = difflib.get_close_matches("uri", [str(k) for k in options], n=1, cutoff=0.6)
+        hint = f" (got {close[0]!r} — did you mean 'uri'?)" if close else ""
+        raise ConfigError(
+            "source mapping needs a 'uri' (file, folder, camera index, rtsp:// URL or 'pattern')" + hint,
+            file, line, col, format_path(path),
+        )
+    types = plugins.types["source"]
+    type_name = options.get("type")
+    if type_name is None:
+        type_name = pick_source_type(options["uri"], {n: e.cls for n, e in types.items()})
+        if type_name is None:
+            raise ConfigError(
+                f"no installed source type accepts {options['uri']!r}; installed source types: "
+                f"{', '.join(sorted(types)) or 'none'}",
+                file, line, col, format_path(path),
+            )
+    elif type_name not in types:
+        tl, tc = positions.get(path + ("type", "<value>"), (line, col))
+        raise ConfigError(_unknown("source", str(type_name), plugins), file, tl, tc, format_path(path + ("type",)))
+    cls = types[type_name].cls
+    options["type"] = type_name
+    try:
+        params = cls.Params.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigErrors(
+            pydantic_to_config_errors(exc, cls.Params, path, positions, file, f"source type {type_name!r}")
+        ) from None
+    return Component("source", type_name, cls, params, _ctx("source", pname, config_dir, "source"),
+                     format_path(path), line)
+
+
+def pick_source_type(uri: str | int, types: dict[str, type]) -> str | None:
+    """The source type for ``uri``: among the types whose ``claims(uri)`` is true, the one with
+    the highest ``priority`` (a catch-all like ``file`` has a low priority). None if none claims it."""
+    claimants = [(getattr(cls, "priority", 0), name) for name, cls in types.items() if cls.claims(uri)]
+    if not claimants:
+        return None
+    return max(claimants)[1]
+
+
+def stage_names(plugins: Plugins) -> list[str]:
+    return plugins.names("stage")
+
+
+__all__ = ["Config", "Component", "PipelineConfig", "PluginError", "load_config", "pick_source_type", "suggest"]

@@ -1,0 +1,358 @@
+"""`SourceReader`: runs a `Source` in a background thread and feeds a `FrameBuffer`.
+
+Non-live sources (files, folders, the test pattern) are read until ``read()`` returns None,
+then the buffer is closed. A failure to open or a ``read()`` that raises is kept in ``.error``
+(a `SourceError`) and the buffer is closed; the engine reports it.
+
+Live sources (``source.live``) with ``params.reconnect`` are supervised: ``read()`` returning
+None or raising, a failed ``open()``, or no frame for ``params.stall_timeout`` seconds (a
+watchdog: the stuck ``read()`` is abandoned, not waited for) count as an outage. Each outage
+emits exactly one ``disconnected`` event, then the reader reopens the source (``close()`` then
+``open()`` on the same object, see the contract in `streamcnn.api.Source` and
+``streamcnn_plugins.sources``) after ``backoff_initial · 2^k`` seconds, capped at
+``backoff_max``, until frames flow again, which emits exactly one ``reconnected`` event.
+A live source with ``reconnect: false`` ends (with ``.error`` set) at its first outage.
+
+Frame ``index`` counts frames handed over by the source and is never reset; ``pts`` is the
+source's pts (seconds) or, when it gives None, seconds since the reader started, and is forced
+strictly increasing, also across reconnects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..api import Source
+from ..errors import SourceError
+from ..frame import Frame
+from ..redact import redact
+from .buffer import BufferClosed, BufferEmpty, FrameBuffer
+
+__all__ = ["BufferClosed", "BufferEmpty", "SourceReader", "backoff_delays"]
+
+PTS_EPSILON = 1e-6  # seconds added when a pts would not be strictly increasing
+DEFAULT_OPEN_TIMEOUT = 10.0  # seconds allowed for open() when the source names none
+
+
+def backoff_delays(initial: float, cap: float) -> Iterator[float]:
+    """Endless reconnect delays in seconds: ``initial · 2^k`` capped at ``cap`` (1, 2, 4, …, 30, 30)."""
+    for k in itertools.count():
+        delay = initial * 2.0**k
+        if delay >= cap:
+            break
+        yield delay
+    while True:
+        yield cap
+
+
+class _Attempt:
+    """One open-and-read session of a live source, run in its own daemon thread."""
+
+    def __init__(self, generation: int, started: float) -> None:
+        self.generation = generation
+        self.started = started  # clock() when the attempt began
+        self.opened_at: float | None = None  # clock() when open() returned
+        self.last_frame: float | None = None  # clock() of the last frame
+        self.frames = 0
+        self.busy = False  # inside buffer.put()
+        self.failure: str | None = None  # why it ended (redacted)
+        self.done = threading.Event()
+
+
+class SourceReader:
+    """Reads ``source`` in a daemon thread into a `FrameBuffer` (see the module docstring).
+
+    Args:
+        source: the source (not yet opened).
+        policy: buffer policy ``"latest"`` or ``"all"``.
+        queue_size: buffer capacity in frames under ``all``.
+        pipeline: pipeline name, for the logger ``streamcnn.<pipeline>.source``.
+        on_event: called as ``on_event("disconnected" | "reconnected", detail)`` from the reader
+            thread; ``detail`` has ``source`` (redacted id), ``reason`` / ``downtime`` (s) etc.
+        clock: monotonic clock in seconds (pts of sources without one, stall watchdog).
+        sleep: interruptible wait used for backoff: ``sleep(seconds) -> True when stop() was
+            called`` (default: the stop event's ``wait``).
+
+    Attributes:
+        frames: frames handed over by the source so far.
+        reconnects: successful reconnections.
+        error: the `SourceError` that ended reading, or None.
+        last_error: the most recent failure description of a live source (redacted), or None.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        policy: str,
+        queue_size: int,
+        pipeline: str,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.buffer = FrameBuffer(policy, queue_size)  # type: ignore[arg-type]
+        self.log = logging.getLogger(f"streamcnn.{pipeline}.source")
+        self._on_event = on_event
+        self._clock = clock
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._t0: float | None = None
+        self._last_pts: float | None = None
+        self._pts_offset = 0.0  # added to source pts of the current live attempt
+        self._generation = 0
+        self._fps: float | None = None
+        self.frames = 0
+        self.reconnects = 0
+        self.error: SourceError | None = None
+        self.last_error: str | None = None
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        return bool(getattr(self.source, "live", False))
+
+    @property
+    def dropped(self) -> int:
+        """Frames overwritten before the pipeline took them (policy ``latest``)."""
+        return self.buffer.dropped
+
+    @property
+    def fps(self) -> float | None:
+        """The source's nominal frame rate in frames/s (known after it opened), or None."""
+        return self._fps
+
+    def start(self) -> SourceReader:
+        """Start the reader thread (once); returns self."""
+        if self._thread is None:
+            self._t0 = self._clock()
+            self._thread = threading.Thread(
+                target=self._run, name=f"streamcnn-{self.pipeline}-reader", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def get(self, timeout: float | None = None) -> Frame:
+        """Next frame per the policy (starts the reader if needed).
+
+        Raises:
+            BufferEmpty: no frame within ``timeout`` seconds.
+            BufferClosed: reading ended (end of stream, error, or ``stop()``) and the buffer is drained.
+        """
+        self.start()
+        return self.buffer.get(timeout)
+
+    def stop(self) -> None:
+        """Stop reading; never blocks (closes the source best-effort in a background thread)."""
+        self._stop.set()
+        self.buffer.close()
+        with self._lock:
+            self._generation += 1  # any running attempt is now stale
+        threading.Thread(target=self._close_source, name=f"streamcnn-{self.pipeline}-close", daemon=True).start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the reader thread; True when it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- internals -------------------------------------------------------------------------
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001 - best effort
+            self.log.debug("closing source %s failed: %s", self.source.id, redact(str(exc)))
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+        return redact(text)
+
+    def _emit(self, event: str, detail: dict[str, Any]) -> None:
+        detail = {"source": self.source.id, **detail}
+        if event == "disconnected":
+            self.log.warning("source %s disconnected: %s", self.source.id, detail.get("reason"))
+        else:
+            self.log.info("source %s reconnected after %.1f s", self.source.id, detail.get("downtime", 0.0))
+        if self._on_event is not None:
+            try:
+                self._on_event(event, detail)
+            except Exception:  # noqa: BLE001 - a broken listener must not kill the reader
+                self.log.exception("source event listener failed on %r", event)
+
+    def _deliver(self, image: np.ndarray, pts: float | None, generation: int | None = None) -> bool:
+        """Stamp and buffer one frame; False when reading must stop (closed, stopped or stale)."""
+        with self._lock:
+            if self._stop.is_set() or (generation is not None and generation != self._generation):
+                return False
+            now = self._clock()
+            if pts is None:
+                value = now - (self._t0 or 0.0)
+            else:
+                value = float(pts) + self._pts_offset
+            if self._last_pts is not None and value <= self._last_pts:
+                value = self._last_pts + PTS_EPSILON
+            self._last_pts = value
+            frame = Frame(image, self.frames, value, source=self.source.id, capture_time=time.time())
+            self.frames += 1
+        return self.buffer.put(frame)
+
+    def _run(self) -> None:
+        try:
+            if self.live:
+                self._run_live()
+            else:
+                self._run_plain()
+        except Exception as exc:  # noqa: BLE001 - reported through .error
+            self.error = SourceError(f"source {self.source.id}: {self._describe(exc)}")
+            self.log.error("%s", self.error)
+        finally:
+            self.buffer.close()
+            if not self.live:
+                self._close_source()
+
+    def _run_plain(self) -> None:
+        try:
+            self.source.open()
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc if isinstance(exc, SourceError) else SourceError(self._describe(exc))
+            self.log.error("cannot open source %s: %s", self.source.id, self._describe(exc))
+            return
+        self._fps = self.source.fps
+        while not self._stop.is_set():
+            item = self.source.read()
+            if item is None:
+                self.log.info("source %s ended after %d frames", self.source.id, self.frames)
+                return
+            if not self._deliver(*item):
+                return
+
+    # live ------------------------------------------------------------------------------------
+    def _start_attempt(self) -> _Attempt:
+        with self._lock:
+            self._generation += 1
+            attempt = _Attempt(self._generation, self._clock())
+        threading.Thread(
+            target=self._attempt_loop, args=(attempt,), name=f"streamcnn-{self.pipeline}-capture", daemon=True
+        ).start()
+        return attempt
+
+    def _attempt_loop(self, attempt: _Attempt) -> None:
+        """Open the source and read it until failure, stop, or being abandoned (stale generation)."""
+        try:
+            try:
+                self.source.open()
+            except Exception as exc:  # noqa: BLE001
+                attempt.failure = f"open failed: {self._describe(exc)}"
+                return
+            attempt.opened_at = self._clock()
+            self._fps = self.source.fps or self._fps
+            first = True
+            while not self._stop.is_set() and attempt.generation == self._generation:
+                try:
+                    item = self.source.read()
+                except Exception as exc:  # noqa: BLE001
+                    attempt.failure = f"read failed: {self._describe(exc)}"
+                    return
+                if item is None:
+                    attempt.failure = "stream ended or read failed"
+                    return
+                image, pts = item
+                if first and pts is not None:
+                    with self._lock:  # map this attempt's source clock onto the reader's timeline
+                        if attempt.generation == self._generation and self._last_pts is not None:
+                            self._pts_offset = self._last_pts - float(pts) + PTS_EPSILON
+                    first = False
+                attempt.last_frame = self._clock()
+                attempt.frames += 1
+                attempt.busy = True  # a put() blocked by backpressure is not a stall
+                try:
+                    if not self._deliver(image, pts, attempt.generation):
+                        return
+                finally:
+                    attempt.last_frame = self._clock()
+                    attempt.busy = False
+        finally:
+            attempt.done.set()
+
+    def _watch(self, attempt: _Attempt, stall: float, open_limit: float, on_first_frame) -> str | None:
+        """Wait until ``attempt`` fails or stalls; returns the reason, None when stopped."""
+        poll = min(0.05, stall / 5)
+        announced = False
+        while not self._stop.is_set():
+            if attempt.done.wait(poll):
+                if attempt.frames and not announced:
+                    on_first_frame()
+                return attempt.failure or "stream ended"
+            if attempt.frames and not announced:
+                announced = True
+                on_first_frame()
+            now = self._clock()
+            if attempt.opened_at is None:
+                if now - attempt.started > open_limit:
+                    return f"open did not finish within {open_limit:g} s"
+            else:
+                since = attempt.last_frame if attempt.last_frame is not None else attempt.opened_at
+                if not attempt.busy and now - since > stall:
+                    return f"no frame for {stall:g} s"
+        return None
+
+    def _run_live(self) -> None:
+        params = self.source.params
+        stall = float(params.stall_timeout)
+        reconnect = bool(params.reconnect)
+        open_limit = float(getattr(params, "open_timeout", None) or DEFAULT_OPEN_TIMEOUT) + stall
+        delays: Iterator[float] | None = None
+        down_since: float | None = None  # clock() when the current outage began
+        tries = 0
+        state = {"connected_once": False}
+
+        def on_first_frame() -> None:
+            nonlocal delays, down_since, tries
+            if down_since is not None:
+                self.reconnects += 1
+                self._emit("reconnected", {"downtime": self._clock() - down_since, "attempts": tries,
+                                           "index": self.frames})
+            delays, down_since, tries = None, None, 0
+            state["connected_once"] = True
+
+        while not self._stop.is_set():
+            attempt = self._start_attempt()
+            tries += 1
+            reason = self._watch(attempt, stall, open_limit, on_first_frame)
+            if reason is None:
+                return
+            with self._lock:
+                self._generation += 1  # abandon the attempt: a late frame from it is dropped
+            self._close_source()  # never blocks; a stuck read() releases its capture on return
+            self.last_error = reason
+            if not reconnect:
+                self.error = SourceError(f"source {self.source.id}: {reason}")
+                self.log.error("%s", self.error)
+                return
+            if down_since is None:
+                down_since = self._clock()
+                delays = backoff_delays(float(params.backoff_initial), float(params.backoff_max))
+                self._emit("disconnected", {"reason": reason, "index": self.frames,
+                                            "first_connect": not state["connected_once"]})
+            else:
+                self.log.debug("source %s still down (try %d): %s", self.source.id, tries, reason)
+            assert delays is not None
+            delay = next(delays)
+            self.log.info("reconnecting to %s in %g s", self.source.id, delay)
+            if self._sleep(delay) or self._stop.is_set():
+                return

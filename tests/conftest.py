@@ -1,0 +1,41 @@
+"""Shared fixtures. Real media and models come from STREAMCNN_ASSETS (default ../shared)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assets_dir() -> Path:
+    return Path(os.environ.get("STREAMCNN_ASSETS", str(ROOT.parent / "shared"))).expanduser().resolve()
+
+
+@pytest.fixture
+def assets() -> Path:
+    """The shared assets folder (models/, media/); skips the test when it is absent."""
+    path = assets_dir()
+    if not (path / "media").is_dir():
+        pytest.skip(f"real media not found: STREAMCNN_ASSETS={path} has no media/ folder")
+    return path
+
+
+def media(assets: Path, name: str) -> Path:
+    path = assets / "media" / name
+    if not path.is_file():
+        pytest.skip(f"real media file {path} not found")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    """Run ``python -m streamcnn ARGS`` and return the CompletedProcess (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "streamcnn", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout,
+    )

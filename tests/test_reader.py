@@ -1,0 +1,265 @@
+"""SourceReader with scripted in-process sources: end of stream, errors, reconnects, stalls."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streamcnn import Context, Source, SourceError, SourceParams
+from streamcnn.io.buffer import BufferClosed, BufferEmpty
+from streamcnn.io.reader import SourceReader, backoff_delays
+from streamcnn_plugins.sources import PatternSource
+
+SECRET_URI = "rtsp://user:secret@cam.example/stream"
+HANG_MARK = 255  # pixel value of a frame returned by a read() that hung and was abandoned
+
+
+class ScriptedLiveSource(Source):
+    """A live source driven by a script: one entry per ``open()`` (the last one repeats).
+
+    Entries: ``"fail"`` (open raises), or ``(n, end)`` = n frames (None = endless) then ``end``
+    in ``"none"`` (read returns None), ``"raise"`` (read raises), ``"hang"`` (read blocks until
+    ``unhang`` is set). Source pts restart at 0 on every open (like a camera restarting).
+    Every error message deliberately contains the credentials to check the reader removes them.
+    """
+
+    live = True
+
+    def __init__(self, params: SourceParams, script: list[Any], period: float = 0.005) -> None:
+        super().__init__(params, Context("fake", "p"))
+        self.script = script
+        self.period = period
+        self.opens = 0
+        self.closes = 0
+        self.unhang = threading.Event()
+        self._plan: Any = None
+        self._n = 0
+
+    @property
+    def fps(self) -> float | None:
+        return 1 / self.period
+
+    def open(self) -> None:
+        plan = self.script[min(self.opens, len(self.script) - 1)]
+        self.opens += 1
+        if plan == "fail":
+            raise SourceError(f"cannot open {self.params.uri}: connection refused")
+        self._plan, self._n = plan, 0
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        count, end = self._plan
+        if count is None or self._n < count:
+            time.sleep(self.period)
+            self._n += 1
+            return np.full((4, 4, 3), self.opens % 200, np.uint8), (self._n - 1) * self.period
+        if end == "none":
+            return None
+        if end == "raise":
+            raise RuntimeError(f"decoder exploded reading {self.params.uri}")
+        self.unhang.wait()  # "forever" (until the test ends)
+        return np.full((4, 4, 3), HANG_MARK, np.uint8), 0.0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def live_params(**kw: Any) -> SourceParams:
+    base = dict(uri=SECRET_URI, stall_timeout=0.3, backoff_initial=0.05, backoff_max=0.4)
+    base.update(kw)
+    return SourceParams(**base)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: str, detail: dict) -> None:
+        with self.lock:
+            self.items.append((event, detail))
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return [e for e, _ in self.items]
+
+
+def wait_until(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def collect(reader: SourceReader, n: int, timeout: float = 10.0) -> list:
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < n and time.monotonic() < deadline:
+        try:
+            frames.append(reader.get(timeout=0.1))
+        except BufferEmpty:
+            continue
+    assert len(frames) == n, f"got {len(frames)} of {n} frames"
+    return frames
+
+
+def test_backoff_delays_sequence():
+    assert list(itertools.islice(backoff_delays(1, 30), 8)) == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert list(itertools.islice(backoff_delays(0.05, 0.4), 5)) == [0.05, 0.1, 0.2, 0.4, 0.4]
+
+
+@pytest.mark.parametrize("end", ["none", "raise", "hang"])
+def test_one_outage_gives_one_disconnect_and_one_reconnect(end, caplog):
+    caplog.set_level(logging.DEBUG)
+    src = ScriptedLiveSource(live_params(), [(6, end), "fail", "fail", (None, "none")])
+    events = Events()
+    delays: list[float] = []
+    stop_flag = threading.Event()
+
+    def sleep(seconds: float) -> bool:
+        delays.append(seconds)
+        return stop_flag.wait(seconds)
+
+    reader = SourceReader(src, "all", 1000, "cam", on_event=events, sleep=sleep).start()
+    try:
+        assert wait_until(lambda: events.names() == ["disconnected", "reconnected"] and reader.frames > 20)
+        frames = collect(reader, 20)
+        time.sleep(0.1)  # any extra event would show up now
+        assert events.names() == ["disconnected", "reconnected"]
+        assert reader.reconnects == 1
+        assert delays == [0.05, 0.1, 0.2]  # after the outage, after each failed open
+        assert [f.index for f in frames] == list(range(20))  # index continues across the reconnect
+        pts = [f.pts for f in frames]
+        assert all(b > a for a, b in zip(pts, pts[1:])), pts
+        assert {f.source for f in frames} == {"rtsp://***@cam.example/stream"}
+        assert reader.fps == pytest.approx(200)
+        detail = events.items[0][1]
+        assert detail["source"] == "rtsp://***@cam.example/stream"
+        if end == "hang":
+            assert "no frame" in detail["reason"]
+            src.unhang.set()  # the abandoned read() returns late: its frame must be discarded
+            more = collect(reader, 20)
+            assert all(int(f.image[0, 0, 0]) != HANG_MARK for f in frames + more)
+            assert [f.index for f in more] == list(range(20, 40))
+        assert src.closes >= 1  # the failed capture was closed before reopening
+    finally:
+        src.unhang.set()
+        stop_flag.set()
+        reader.stop()
+        assert reader.join(2)
+    text = caplog.text + repr(events.items) + str(reader.error) + str(reader.last_error)
+    assert "secret" not in text
+    assert "disconnected" in caplog.text  # the outage was logged (redacted)
+
+
+def test_stop_returns_quickly_while_read_hangs():
+    src = ScriptedLiveSource(live_params(stall_timeout=60), [(3, "hang")])
+    reader = SourceReader(src, "latest", 1, "cam").start()
+    try:
+        assert wait_until(lambda: reader.frames == 3)
+        time.sleep(0.05)  # now stuck in read()
+        t = time.monotonic()
+        reader.stop()
+        stopped_in = time.monotonic() - t
+        assert reader.join(1.0)
+        assert stopped_in < 1.0
+        reader.get(timeout=0)  # the newest frame is still handed over after stop
+        with pytest.raises(BufferClosed):
+            reader.get(timeout=1)
+    finally:
+        src.unhang.set()
+
+
+def test_stop_interrupts_backoff_wait():
+    src = ScriptedLiveSource(live_params(backoff_initial=30, backoff_max=30), ["fail"])
+    events = Events()
+    reader = SourceReader(src, "latest", 1, "cam", on_event=events).start()
+    assert wait_until(lambda: events.names() == ["disconnected"])
+    assert events.items[0][1]["first_connect"] is True
+    reader.stop()
+    assert reader.join(1.0)
+    with pytest.raises(BufferClosed):
+        reader.get(timeout=1)
+
+
+def test_live_without_reconnect_ends_with_error(caplog):
+    src = ScriptedLiveSource(live_params(reconnect=False), [(4, "raise")])
+    events = Events()
+    reader = SourceReader(src, "all", 100, "cam", on_event=events).start()
+    frames = []
+    with pytest.raises(BufferClosed):
+        while True:
+            frames.append(reader.get(timeout=5))
+    assert len(frames) == 4 and events.names() == []
+    assert isinstance(reader.error, SourceError)
+    assert "decoder exploded" in str(reader.error) and "secret" not in str(reader.error)
+    assert "secret" not in caplog.text
+
+
+# -- non-live ------------------------------------------------------------------------------------
+class ListSource(Source):
+    """Non-live source yielding the given pts values (None = no pts)."""
+
+    def __init__(self, pts: list[float | None], fail_open: bool = False) -> None:
+        super().__init__(SourceParams(uri="file:///user:pw@x"), Context("fake", "p"))
+        self.pts, self.fail_open, self.i = pts, fail_open, 0
+        self.closed = 0
+
+    def open(self) -> None:
+        if self.fail_open:
+            raise SourceError("video file clip.mp4 not found (resolved to /nowhere/clip.mp4)")
+
+    def read(self):
+        if self.i >= len(self.pts):
+            return None
+        self.i += 1
+        return np.zeros((2, 2, 3), np.uint8), self.pts[self.i - 1]
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def drain(reader: SourceReader) -> list:
+    frames = []
+    with pytest.raises(BufferClosed):
+        while True:
+            frames.append(reader.get(timeout=5))
+    return frames
+
+
+def test_non_live_end_of_stream_and_pts_forced_increasing():
+    src = ListSource([0.0, 0.0, 0.5, 0.4, None])
+    reader = SourceReader(src, "all", 2, "p", clock=lambda: 0.0)
+    frames = drain(reader)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    pts = [f.pts for f in frames]
+    assert pts[0] == 0.0 and pts[2] == 0.5
+    assert all(b > a for a, b in zip(pts, pts[1:])), pts
+    assert pts[1] == pytest.approx(1e-6) and pts[3] == pytest.approx(0.5 + 1e-6)
+    assert reader.error is None and reader.frames == 5 and reader.dropped == 0
+    assert reader.join(2) and src.closed >= 1
+
+
+def test_non_live_open_failure_sets_error_and_closes_buffer():
+    reader = SourceReader(ListSource([], fail_open=True), "all", 2, "p").start()
+    with pytest.raises(BufferClosed):
+        reader.get(timeout=5)
+    assert isinstance(reader.error, SourceError)
+    assert "/nowhere/clip.mp4" in str(reader.error)
+
+
+def test_pattern_source_through_reader():
+    params = PatternSource.Params(uri="pattern", size="64x48", frames=10, fps=10)
+    reader = SourceReader(PatternSource(params, Context("pattern", "p")), "all", 3, "p")
+    frames = drain(reader)
+    assert [f.index for f in frames] == list(range(10))
+    assert [f.pts for f in frames] == pytest.approx([i / 10 for i in range(10)])
+    assert frames[0].image.shape == (48, 64, 3) and reader.fps == 10
+    assert frames[0].capture_time > 1e9 and frames[0].source == "pattern"

@@ -1,0 +1,213 @@
+"""Built-in source types: pattern, image folder, video file, webcam errors, type picking."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamcnn import Context, SourceError
+from streamcnn_plugins.sources import (
+    ImageFolderSource,
+    NetworkStreamSource,
+    PatternSource,
+    VideoFileSource,
+    WebcamSource,
+    pick_source_type,
+    streamcnn_source_types,
+)
+
+
+def read_all(src, limit: int = 10_000) -> list[tuple[np.ndarray, float | None]]:
+    src.open()
+    out = []
+    try:
+        while len(out) < limit:
+            item = src.read()
+            if item is None:
+                break
+            out.append(item)
+    finally:
+        src.close()
+    return out
+
+
+def ctx(tmp_path: Path | None = None, name: str = "src") -> Context:
+    return Context(name, "p", config_dir=tmp_path or Path.cwd())
+
+
+# -- pattern ----------------------------------------------------------------------------------------
+def test_pattern_frames_size_pts_and_determinism():
+    params = PatternSource.Params(uri="pattern", size="160x120", fps=20, frames=30)
+    frames = read_all(PatternSource(params, ctx()))
+    assert len(frames) == 30
+    assert all(img.shape == (120, 160, 3) and img.dtype == np.uint8 for img, _ in frames)
+    assert [pts for _, pts in frames] == pytest.approx([i / 20 for i in range(30)])
+    assert not np.array_equal(frames[0][0], frames[1][0])  # it moves
+    again = read_all(PatternSource(params, ctx()))
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(frames, again))  # deterministic
+
+
+def test_pattern_endless_and_bad_size():
+    src = PatternSource(PatternSource.Params(uri="pattern", frames=None, size="32x32"), ctx())
+    assert len(read_all(src, limit=300)) == 300
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        PatternSource.Params(uri="pattern", size="640by480")
+
+
+# -- images -----------------------------------------------------------------------------------------
+def test_image_folder_sorted_converted_and_skips_unreadable(tmp_path, caplog):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "b_gray.png"), np.full((10, 12), 100, np.uint8))
+    cv2.imwrite(str(folder / "a_color.png"), np.full((10, 12, 3), (1, 2, 3), np.uint8))
+    bgra = np.zeros((10, 12, 4), np.uint8)
+    bgra[..., :3], bgra[..., 3] = (10, 20, 30), 7
+    cv2.imwrite(str(folder / "c_alpha.png"), bgra)
+    (folder / "bb_broken.png").write_bytes(b"not a png")
+    (folder / "notes.txt").write_text("ignored")
+
+    src = ImageFolderSource(ImageFolderSource.Params(uri="imgs", fps=10), ctx(tmp_path))
+    frames = read_all(src)
+    assert len(frames) == 3
+    assert all(img.shape == (10, 12, 3) and img.dtype == np.uint8 for img, _ in frames)
+    assert [tuple(img[0, 0]) for img, _ in frames] == [(1, 2, 3), (100, 100, 100), (10, 20, 30)]
+    assert [pts for _, pts in frames] == pytest.approx([0.0, 0.1, 0.2])
+    assert "bb_broken.png" in caplog.text
+
+    glob_src = ImageFolderSource(ImageFolderSource.Params(uri="imgs/[ac]*.png"), ctx(tmp_path))
+    assert [tuple(img[0, 0]) for img, _ in read_all(glob_src)] == [(1, 2, 3), (10, 20, 30)]
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(SourceError, match="no image files"):
+        ImageFolderSource(ImageFolderSource.Params(uri="*.png"), ctx(tmp_path)).open()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no image files"):
+        ImageFolderSource(ImageFolderSource.Params(uri="empty"), ctx(tmp_path)).open()
+
+
+# -- video file -------------------------------------------------------------------------------------
+def write_mp4(path: Path, n: int = 20, size: tuple[int, int] = (64, 48), fps: float = 25.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(np.full((size[1], size[0], 3), i * 10 % 256, np.uint8))
+    writer.release()
+
+
+def test_video_file_frames_and_pts(tmp_path):
+    write_mp4(tmp_path / "clip.mp4", n=20)
+    src = VideoFileSource(VideoFileSource.Params(uri="clip.mp4"), ctx(tmp_path))
+    frames = read_all(src)
+    assert len(frames) == 20
+    assert src.fps == pytest.approx(25.0)
+    assert all(img.shape == (48, 64, 3) and img.dtype == np.uint8 for img, _ in frames)
+    pts = [p for _, p in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])), pts
+    assert pts[0] == pytest.approx(0.0) and pts[-1] == pytest.approx(19 / 25, abs=1e-3)
+    # reopen after close starts again from the beginning
+    assert len(read_all(src)) == 20
+
+
+def test_missing_video_file_names_resolved_path(tmp_path):
+    src = VideoFileSource(VideoFileSource.Params(uri="sub/missing.mp4"), ctx(tmp_path))
+    with pytest.raises(SourceError) as err:
+        src.open()
+    assert str(tmp_path / "sub" / "missing.mp4") in str(err.value)
+    assert "not found" in str(err.value)
+
+
+def test_undecodable_video_file(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"\0" * 100)
+    with pytest.raises(SourceError, match="cannot open video file"):
+        VideoFileSource(VideoFileSource.Params(uri="junk.mp4"), ctx(tmp_path)).open()
+
+
+# -- webcam / stream --------------------------------------------------------------------------------
+def test_missing_webcam_fails_fast_with_clear_message():
+    src = WebcamSource(WebcamSource.Params(uri=0), ctx())
+    assert src.live
+    t = time.monotonic()
+    with pytest.raises(SourceError, match=r"^cannot open camera 0 \("):
+        src.open()
+    assert time.monotonic() - t < 5  # generous: it fails in milliseconds
+    assert src.read() is None
+    src.close()
+    src.close()
+
+
+def test_stream_open_error_has_no_credentials():
+    params = NetworkStreamSource.Params(uri="rtsp://user:secret@127.0.0.1:1/x", open_timeout=2)
+    src = NetworkStreamSource(params, ctx())
+    assert src.id == "rtsp://***@127.0.0.1:1/x"
+    with pytest.raises(SourceError) as err:
+        src.open()
+    assert "secret" not in str(err.value) and "rtsp://***@127.0.0.1:1/x" in str(err.value)
+
+
+def test_stream_ffmpeg_options():
+    p = NetworkStreamSource.Params(uri="rtsp://h/x", stall_timeout=3, open_timeout=2, transport="udp")
+    assert NetworkStreamSource(p, ctx()).ffmpeg_options() == "rtsp_transport;udp|timeout;2000000"
+    src = NetworkStreamSource(NetworkStreamSource.Params(uri="http://h/x.mjpg", stall_timeout=30), ctx())
+    assert src.read_timeout == 10 and src.ffmpeg_options() == "timeout;10000000"
+    with pytest.raises(ValueError):
+        NetworkStreamSource.Params(uri="rtsp://h/x", transport="sctp")
+
+
+# -- type picking -----------------------------------------------------------------------------------
+TYPES = streamcnn_source_types()
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("rtsp://user:pw@10.0.0.2/stream1", "stream"),
+        ("rtsps://cam/x", "stream"),
+        ("http://cam/video.mjpg", "stream"),
+        ("HTTPS://cam/video", "stream"),
+        ("rtmp://server/live", "stream"),
+        (0, "webcam"),
+        ("2", "webcam"),
+        ("/dev/video1", "webcam"),
+        ("pattern", "pattern"),
+        ("frames/*.jpg", "images"),
+        ("img_??.png", "images"),
+        ("clip.mp4", "file"),
+        ("/data/videos/lobby.mkv", "file"),
+    ],
+)
+def test_pick_source_type(uri, expected):
+    assert pick_source_type(uri, TYPES) == expected
+
+
+def test_pick_source_type_folder_relative_to_config_and_plugins(tmp_path):
+    (tmp_path / "shots").mkdir()
+    assert pick_source_type(str(tmp_path / "shots"), TYPES) == "images"
+    assert pick_source_type("shots", TYPES) == "file"  # not next to the cwd
+    assert pick_source_type("shots", TYPES, config_dir=tmp_path) == "images"
+    assert pick_source_type("pattern", TYPES, config_dir=tmp_path) == "pattern"
+
+    class Thermal(PatternSource):
+        @classmethod
+        def claims(cls, uri):
+            return str(uri).startswith("thermal:")
+
+    class Broken(PatternSource):
+        @classmethod
+        def claims(cls, uri):
+            raise RuntimeError("bug")
+
+    types = {**TYPES, "broken": Broken, "thermal": Thermal}
+    assert pick_source_type("thermal:3", types) == "thermal"
+    assert pick_source_type("clip.mp4", types) == "file"
+    with pytest.raises(ValueError, match="no source type claims"):
+        pick_source_type("clip.mp4", {"thermal": Thermal})
+
+
+def test_live_flags():
+    assert NetworkStreamSource.live and WebcamSource.live
+    assert not (VideoFileSource.live or ImageFolderSource.live or PatternSource.live)
