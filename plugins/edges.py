@@ -207,7 +207,9 @@ def build_edges_model(
         [helper.make_tensor_value_info("edges", TensorProto.FLOAT, [1, "H_out", "W_out", c])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="streamcnn")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="streamcnn"
+    )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model.SerializeToString()
@@ -238,7 +240,8 @@ class EdgesStage(Stage):
             None, min_length=1, description="f×f kernel (list of f rows of f numbers) for kernel: custom"
         )
         padding: Literal["same", "valid"] | Annotated[int, Field(ge=0)] = Field(
-            "same", description="same (keeps size at stride 1) | valid (no padding) | p pixels of zeros per side"
+            "same",
+            description="same (keeps size at stride 1) | valid (no padding) | p pixels of zeros per side",
         )
         stride: int = Field(1, ge=1, strict=True, description="step in pixels between kernel positions")
         channels: Literal["gray", "per_channel"] = Field(
@@ -246,7 +249,8 @@ class EdgesStage(Stage):
         )
         display: Literal["abs", "minmax"] = Field(
             "abs",
-            description="abs: |x| saturated to 0..255 (cv2.convertScaleAbs); minmax: per-frame min→0, max→255",
+            description="abs: |x| saturated to 0..255 (cv2.convertScaleAbs); "
+            "minmax: per-frame min→0, max→255",
         )
         device: str = Field("auto", description="auto | cpu | cuda | cuda:N (GPU index)")
 
@@ -257,7 +261,9 @@ class EdgesStage(Stage):
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0
             )
             if not ok:
-                raise ValueError(f"padding must be 'same', 'valid' or an int p >= 0 (pixels per side), got {v!r}")
+                raise ValueError(
+                    f"padding must be 'same', 'valid' or an int p >= 0 (pixels per side), got {v!r}"
+                )
             return v
 
         @field_validator("device")
@@ -273,7 +279,8 @@ class EdgesStage(Stage):
                 lengths = [len(r) for r in v]
                 if any(n != len(v) for n in lengths):
                     raise ValueError(
-                        f"weights must be square (f rows of f numbers): got {len(v)} rows of lengths {lengths}"
+                        f"weights must be square (f rows of f numbers): "
+                        f"got {len(v)} rows of lengths {lengths}"
                     )
             return v
 

@@ -125,6 +125,7 @@ class VideoFileSource(Source):
         """Options of ``type: file`` (only the common ones)."""
 
     live = False
+    priority = -100  # catch-all: any other claim wins
 
     def __init__(self, params: SourceParams, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -199,6 +200,7 @@ class ImageFolderSource(Source):
         fps: float = Field(25.0, gt=0, description="frame rate in frames/s used for pts = index / fps")
 
     live = False
+    priority = 10
 
     def __init__(self, params: SourceParams, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -229,7 +231,8 @@ class ImageFolderSource(Source):
     def open(self) -> None:
         self._files = self._list()
         if not self._files:
-            raise SourceError(f"no image files in {self.params.uri} (resolved to {self.ctx.resolve(str(self.params.uri))})")
+            where = self.ctx.resolve(str(self.params.uri))
+            raise SourceError(f"no image files in {self.params.uri} (resolved to {where})")
         self._pos = 0
         self._index = 0
 
@@ -272,6 +275,7 @@ class PatternSource(Source):
             return f"{int(m[1])}x{int(m[2])}"
 
     live = False
+    priority = 20
     BARS_BGR = [(255, 255, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0),
                 (255, 0, 255), (0, 0, 255), (255, 0, 0), (0, 0, 0)]
 
@@ -293,7 +297,7 @@ class PatternSource(Source):
     def open(self) -> None:
         bg = np.zeros((self.height, self.width, 3), np.uint8)
         edges = np.linspace(0, self.width, len(self.BARS_BGR) + 1).astype(int)
-        for colour, x0, x1 in zip(self.BARS_BGR, edges[:-1], edges[1:]):
+        for colour, x0, x1 in zip(self.BARS_BGR, edges[:-1], edges[1:], strict=False):
             bg[:, x0:x1] = colour
         self._background = bg
         self._index = 0
@@ -391,6 +395,8 @@ class WebcamSource(_LiveCaptureSource):
         height: int | None = Field(None, ge=1, description="requested height in pixels")
         fps: float | None = Field(None, gt=0, description="requested frame rate in frames/s")
 
+    priority = 30
+
     @classmethod
     def claims(cls, uri: str | int) -> bool:
         if isinstance(uri, bool):
@@ -443,6 +449,8 @@ class NetworkStreamSource(_LiveCaptureSource):
             None, gt=0, description="seconds cv2 waits for data per read (default stall_timeout / 3)"
         )
 
+    priority = 40
+
     @classmethod
     def claims(cls, uri: str | int) -> bool:
         return isinstance(uri, str) and uri.strip().lower().startswith(_STREAM_SCHEMES)
@@ -485,15 +493,13 @@ class NetworkStreamSource(_LiveCaptureSource):
 
 
 # ---------------------------------------------------------------------------------------------
-_PREFERRED_ORDER = ("stream", "webcam", "pattern", "images")
-
-
 def pick_source_type(uri: str | int, types: dict[str, type[Source]], config_dir: Path | None = None) -> str:
     """The source type name for ``uri`` when YAML gives no ``type``.
 
-    Asks ``claims(uri)`` of ``stream``, ``webcam``, ``pattern``, ``images`` (when registered), then
-    of every other registered type in registration order; the first non-``file`` claim wins, and
-    ``file`` is the fallback. A class whose ``claims`` raises counts as not claiming.
+    Every registered class is asked ``claims(uri)``; among those that claim it the highest
+    ``priority`` wins (built-ins: ``stream`` 40, ``webcam`` 30, ``pattern`` 20, ``images`` 10,
+    third-party default 0; ties go to the first registered), and ``file`` (priority -100, it
+    claims any path) is the fallback. A class whose ``claims`` raises counts as not claiming.
 
     Args:
         uri: the ``source.uri`` from YAML.
@@ -508,14 +514,15 @@ def pick_source_type(uri: str | int, types: dict[str, type[Source]], config_dir:
     if (config_dir is not None and isinstance(uri, str) and "://" not in uri
             and not uri.strip().isdigit() and not Path(uri).expanduser().is_absolute()):
         probe = str(Path(config_dir) / uri)
-    order = [n for n in _PREFERRED_ORDER if n in types]
-    order += [n for n in types if n not in order and n != "file"]
-    for name in order:
+    claimants: list[tuple[int, int, str]] = []
+    for order, (name, cls) in enumerate(types.items()):
         try:
-            if types[name].claims(probe) or (probe is not uri and types[name].claims(uri)):
-                return name
+            if cls.claims(probe) or (probe is not uri and cls.claims(uri)):
+                claimants.append((int(getattr(cls, "priority", 0)), -order, name))
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break type picking
             log.warning("source type %r: claims() raised %s: %s", name, type(exc).__name__, redact(str(exc)))
+    if claimants:
+        return max(claimants)[2]
     if "file" in types:
         return "file"
     raise ValueError(

@@ -139,5 +139,20 @@ def plugins_cmd(file: str | None) -> None:
         sys.exit(2)
 
 
+@main.command("models")
+def models_cmd() -> None:
+    """List the model and sample-media registry: licence and whether each file is available locally."""
+    from .models import cache_dir, entries_with_status
+
+    rows = [(e.name, e.kind, e.family, str(p) if p else "not downloaded", e.licence) for e, p in entries_with_status()]
+    heads = ("NAME", "KIND", "FAMILY", "LOCAL FILE", "LICENCE")
+    widths = [max(len(r[i]) for r in rows + [heads]) for i in range(4)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(heads, widths + [0])).rstrip())
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths + [0])).rstrip())
+    click.echo(f"\nsearched: STREAMCNN_ASSETS folders (flat, models/, media/), then the cache {cache_dir()}; "
+               "missing files are downloaded on first use (sha256-checked) unless STREAMCNN_OFFLINE=1")
+
+
 if __name__ == "__main__":
     main()

@@ -254,7 +254,8 @@ class ModelSession:
             bad = [n for n in output_names if n not in self._output_names]
             if bad:
                 raise ValueError(
-                    f"model {self.name}: unknown output(s) {bad}; outputs are {[o.name for o in self.outputs]}"
+                    f"model {self.name}: unknown output(s) {bad}; "
+                    f"outputs are {[o.name for o in self.outputs]}"
                 )
         try:
             return self.session.run(output_names, feeds, self._run_options)
@@ -383,7 +384,9 @@ def _create(
     ms = ModelSession(sess, display, path)
     if want_cuda and ms.device != "cuda":
         if not in_build:
-            reason = "this onnxruntime build has no CUDA provider (the CPU package 'onnxruntime' is installed)"
+            reason = (
+                "this onnxruntime build has no CUDA provider (the CPU package 'onnxruntime' is installed)"
+            )
         elif not driver:
             reason = "no NVIDIA driver was found (libcuda.so.1 cannot be loaded)"
         else:

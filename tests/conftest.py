@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tests never download: models and media come from STREAMCNN_ASSETS (default ../shared) only.
+os.environ["STREAMCNN_OFFLINE"] = "1"
+os.environ.setdefault("STREAMCNN_ASSETS", str(ROOT.parent / "shared"))
+
 
 def assets_dir() -> Path:
     return Path(os.environ.get("STREAMCNN_ASSETS", str(ROOT.parent / "shared"))).expanduser().resolve()

@@ -30,7 +30,8 @@ def simulate(policy: str, ask_times: list[int], maxsize: int = 8) -> tuple[list[
         ([(time_ms the consumer got it, frame index), ...], dropped, number of blocked puts)
     """
     buf = FrameBuffer(policy, maxsize)
-    events = sorted([(PERIOD_MS * i + OFFSET_MS, "put", i) for i in range(N)] + [(t, "ask", -1) for t in ask_times])
+    puts = [(PERIOD_MS * i + OFFSET_MS, "put", i) for i in range(N)]
+    events = sorted(puts + [(t, "ask", -1) for t in ask_times])
     got: list[tuple[int, int]] = []
     pending: deque[Frame] = deque()  # frames the blocked producer still has to hand over
     blocked_puts = 0

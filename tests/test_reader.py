@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from streamcnn_plugins.sources import PatternSource
 
 from streamcnn import Context, Source, SourceError, SourceParams
 from streamcnn.io.buffer import BufferClosed, BufferEmpty
 from streamcnn.io.reader import SourceReader, backoff_delays
-from streamcnn_plugins.sources import PatternSource
 
 SECRET_URI = "rtsp://user:secret@cam.example/stream"
 HANG_MARK = 255  # pixel value of a frame returned by a read() that hung and was abandoned
@@ -137,7 +137,7 @@ def test_one_outage_gives_one_disconnect_and_one_reconnect(end, caplog):
         assert delays == [0.05, 0.1, 0.2]  # after the outage, after each failed open
         assert [f.index for f in frames] == list(range(20))  # index continues across the reconnect
         pts = [f.pts for f in frames]
-        assert all(b > a for a, b in zip(pts, pts[1:])), pts
+        assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), pts
         assert {f.source for f in frames} == {"rtsp://***@cam.example/stream"}
         assert reader.fps == pytest.approx(200)
         detail = events.items[0][1]
@@ -241,7 +241,7 @@ def test_non_live_end_of_stream_and_pts_forced_increasing():
     assert [f.index for f in frames] == [0, 1, 2, 3, 4]
     pts = [f.pts for f in frames]
     assert pts[0] == 0.0 and pts[2] == 0.5
-    assert all(b > a for a, b in zip(pts, pts[1:])), pts
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), pts
     assert pts[1] == pytest.approx(1e-6) and pts[3] == pytest.approx(0.5 + 1e-6)
     assert reader.error is None and reader.frames == 5 and reader.dropped == 0
     assert reader.join(2) and src.closed >= 1

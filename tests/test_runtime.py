@@ -13,8 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from streamcnn import ModelInputError, StreamcnnError
-from streamcnn import runtime
+from streamcnn import ModelInputError, StreamcnnError, runtime
 from streamcnn.runtime import ModelNotFoundError, ModelSession, get_session, parse_device
 
 LOGGER = "streamcnn.runtime"
@@ -43,7 +42,7 @@ def dynamic_conv_model() -> bytes:
     return _model(
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, "H", "W"])],
         [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1, None, None])],
         [w],
     )
 

@@ -8,8 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from streamcnn import Context, SourceError
 from streamcnn_plugins.sources import (
     ImageFolderSource,
     NetworkStreamSource,
@@ -19,6 +17,8 @@ from streamcnn_plugins.sources import (
     pick_source_type,
     streamcnn_source_types,
 )
+
+from streamcnn import Context, SourceError
 
 
 def read_all(src, limit: int = 10_000) -> list[tuple[np.ndarray, float | None]]:
@@ -48,7 +48,7 @@ def test_pattern_frames_size_pts_and_determinism():
     assert [pts for _, pts in frames] == pytest.approx([i / 20 for i in range(30)])
     assert not np.array_equal(frames[0][0], frames[1][0])  # it moves
     again = read_all(PatternSource(params, ctx()))
-    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(frames, again))  # deterministic
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(frames, again, strict=False))  # deterministic
 
 
 def test_pattern_endless_and_bad_size():
@@ -107,7 +107,7 @@ def test_video_file_frames_and_pts(tmp_path):
     assert src.fps == pytest.approx(25.0)
     assert all(img.shape == (48, 64, 3) and img.dtype == np.uint8 for img, _ in frames)
     pts = [p for _, p in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:])), pts
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), pts
     assert pts[0] == pytest.approx(0.0) and pts[-1] == pytest.approx(19 / 25, abs=1e-3)
     # reopen after close starts again from the beginning
     assert len(read_all(src)) == 20
@@ -182,6 +182,9 @@ TYPES = streamcnn_source_types()
 )
 def test_pick_source_type(uri, expected):
     assert pick_source_type(uri, TYPES) == expected
+    from streamcnn import config  # the engine's picker (priority based) must agree
+
+    assert config.pick_source_type(uri, TYPES) == expected
 
 
 def test_pick_source_type_folder_relative_to_config_and_plugins(tmp_path):

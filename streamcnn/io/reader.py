@@ -158,7 +158,9 @@ class SourceReader:
         self.buffer.close()
         with self._lock:
             self._generation += 1  # any running attempt is now stale
-        threading.Thread(target=self._close_source, name=f"streamcnn-{self.pipeline}-close", daemon=True).start()
+        name = f"streamcnn-{self.pipeline}-close"
+        closer = threading.Thread(target=self._close_source, name=name, daemon=True)
+        closer.start()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the reader thread; True when it has ended."""

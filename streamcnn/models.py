@@ -1,0 +1,190 @@
+"""The model registry: find a model or sample video by path or by registry name.
+
+Resolution order for ``resolve(name)``:
+
+1. an explicit path that exists (relative paths against the YAML file's folder, then the cwd);
+2. each folder in ``STREAMCNN_ASSETS`` (``os.pathsep``-separated), searched flat and in its
+   ``models/`` and ``media/`` subfolders;
+3. the user cache (``STREAMCNN_CACHE``, default the platform cache dir, e.g. ``~/.cache/streamcnn``);
+4. a download of the registry URL into the cache, with a progress bar and a sha256 check
+   (pooch; a mismatch is refused). ``STREAMCNN_OFFLINE=1`` turns downloads off.
+
+Registry names are file stems (``yolox_nano_coco_416``); the file name works too. Entries live
+in ``streamcnn/registry.yaml`` with URL (pinned to a commit), sha256, licence, family and decode
+parameters (sources: shared/models/MODELS.md, shared/media/MEDIA.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import StreamcnnError
+
+log = logging.getLogger("streamcnn.models")
+
+
+class ModelNotFoundError(StreamcnnError):
+    """No file for a model name or path; the message lists every place looked at and how to get it."""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One registry entry (see ``streamcnn/registry.yaml``).
+
+    Attributes:
+        name: registry name (the file stem).
+        kind: ``model`` or ``media``.
+        file: file name.
+        url: download URL pinned to a commit or tag.
+        sha256: hex digest of the file.
+        licence: licence text as stated by the origin.
+        family: what kind of network or file (``yolo``, ``face_detect``, ``video`` ...).
+        params: decode/pre-processing facts for the stage that uses it.
+    """
+
+    name: str
+    kind: str
+    file: str
+    url: str | None
+    sha256: str | None
+    licence: str
+    family: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, RegistryEntry]:
+    """All registry entries by name (loaded once from the package data file)."""
+    text = resources.files("streamcnn").joinpath("registry.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text) or {}
+    return {
+        name: RegistryEntry(
+            name, e.get("kind", "model"), e["file"], e.get("url"), e.get("sha256"), e.get("licence", "unknown"),
+            e.get("family", ""), dict(e.get("params") or {}),
+        )
+        for name, e in data.items()
+    }
+
+
+def lookup(name: str | Path) -> RegistryEntry | None:
+    """The entry whose name or file name is ``name`` (or the basename of a path), else None."""
+    reg = registry()
+    base = Path(str(name)).name
+    if base in reg:
+        return reg[base]
+    for entry in reg.values():
+        if entry.file == base:
+            return entry
+    return None
+
+
+def asset_dirs() -> list[Path]:
+    """Folders searched for files, from ``STREAMCNN_ASSETS``: each one, its models/ and media/."""
+    out: list[Path] = []
+    for part in filter(None, os.environ.get("STREAMCNN_ASSETS", "").split(os.pathsep)):
+        root = Path(part).expanduser()
+        out += [root, root / "models", root / "media"]
+    return out
+
+
+def cache_dir() -> Path:
+    """The user cache for downloaded models (``STREAMCNN_CACHE`` or the platform cache dir)."""
+    env = os.environ.get("STREAMCNN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("streamcnn"))
+
+
+def offline() -> bool:
+    return os.environ.get("STREAMCNN_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path | None, list[str]]:
+    """Search without downloading; returns (path or None, the places looked at)."""
+    looked: list[str] = []
+    text = str(name)
+    candidates = [Path(text).expanduser()]
+    if not candidates[0].is_absolute():
+        candidates = ([config_dir / text] if config_dir else []) + [Path.cwd() / text]
+    for c in candidates:
+        looked.append(str(c))
+        if c.is_file():
+            return c, looked
+    entry = lookup(name)
+    files = [entry.file] if entry else [Path(text).name]
+    for d in asset_dirs() + [cache_dir()]:
+        for f in files:
+            p = d / f
+            looked.append(str(p))
+            if p.is_file():
+                return p, looked
+    return None, looked
+
+
+def resolve(name: str | Path, config_dir: Path | None = None, download: bool = True) -> Path:
+    """Path of a model or media file given by path or registry name.
+
+    Raises:
+        ModelNotFoundError: nothing found (and no download possible or allowed); names the
+            model, every place looked at, and how to get it.
+    """
+    path, looked = find_local(name, config_dir)
+    if path is not None:
+        return path
+    entry = lookup(name)
+    if entry is not None and entry.url and download and not offline():
+        return _download(entry)
+    how = (
+        f"download it from {entry.url} (sha256 {entry.sha256}) into {cache_dir()} or a STREAMCNN_ASSETS folder"
+        if entry is not None and entry.url
+        else f"give an existing path, or one of the registry names: {', '.join(sorted(registry()))}"
+    )
+    why = " (downloads are off: STREAMCNN_OFFLINE is set)" if entry is not None and offline() else ""
+    raise ModelNotFoundError(
+        f"model {str(name)!r} not found{why}. Looked in: " + ", ".join(dict.fromkeys(looked)) + f". To get it: {how}"
+    )
+
+
+def _download(entry: RegistryEntry) -> Path:
+    import pooch
+
+    target = cache_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s (%s) from %s into %s", entry.name, entry.licence, entry.url, target)
+    try:
+        fname = pooch.retrieve(
+            entry.url, known_hash=f"sha256:{entry.sha256}" if entry.sha256 else None, fname=entry.file,
+            path=target, progressbar=True,
+        )
+    except ValueError as exc:  # pooch: hash mismatch (the file is not kept)
+        raise ModelNotFoundError(f"download of {entry.name!r} from {entry.url} refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - network errors of any kind
+        raise ModelNotFoundError(
+            f"model {entry.name!r} is not available locally and the download from {entry.url} failed "
+            f"({type(exc).__name__}: {exc}). Put {entry.file} into {target} or a STREAMCNN_ASSETS folder"
+        ) from None
+    return Path(fname)
+
+
+def entries_with_status() -> list[tuple[RegistryEntry, Path | None]]:
+    """Every registry entry with its local path (None when it would have to be downloaded)."""
+    return [(e, find_local(e.name)[0]) for e in sorted(registry().values(), key=lambda e: (e.kind, e.name))]

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""A small loopback RTSP server for tests and demos (GStreamer's GstRtspServer).
+
+Run it with Debian's interpreter, which has PyGObject (``python3-gi``)::
+
+    /usr/bin/python3 tools/rtsp_loop.py PORT NAME SOURCE [--reencode]
+
+* ``SOURCE`` = ``testsrc``: a synthetic live 320x240 @ 25 fps pattern (bouncing ball), H.264.
+* ``SOURCE`` = an H.264 ``.mp4``: served in an endless, seamless loop without re-encoding.
+* any other file GStreamer can decode, or ``--reencode``: decoded and re-encoded to H.264
+  (mp4v needs ``gstreamer1.0-libav``).
+
+It listens on 127.0.0.1 only. ``PORT`` 0 picks a free port. When ready it prints one line,
+``serving rtsp://127.0.0.1:PORT/NAME``, and then serves until killed. If the port cannot be
+bound it exits with status 1 and a message on stderr.
+
+Debian packages: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+ENCODE = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25"
+PAY = "rtph264pay name=pay0 pt=96 config-interval=1"
+
+
+def launch_line(source: str, reencode: bool) -> str:
+    """The gst-launch description of the media pipeline for ``source``."""
+    if source == "testsrc":
+        return (f"( videotestsrc is-live=true pattern=ball "
+                f"! video/x-raw,width=320,height=240,framerate=25/1 ! {ENCODE} ! {PAY} )")
+    if source.lower().endswith(".mp4") and not reencode:
+        # the element named "parse" gets the loop probe (see loop_forever)
+        return f'( filesrc location="{source}" ! qtdemux ! h264parse name=parse ! {PAY} )'
+    return f'( filesrc location="{source}" ! decodebin ! videoconvert name=parse ! {ENCODE} ! {PAY} )'
+
+
+def loop_forever(media: GstRtspServer.RTSPMedia) -> None:
+    """Make a file-backed media restart at the end instead of sending EOS.
+
+    A segment seek makes the demuxer post SEGMENT_DONE (not EOS) at the end of the file. The
+    media owns the pipeline bus, so the event is caught with a pad probe; it is dropped and a
+    non-flushing segment seek back to 0 is queued, so running time keeps going (seamless).
+    """
+    pipeline = media.get_element()
+
+    def seek(flags: Gst.SeekFlags) -> bool:
+        pipeline.seek_simple(Gst.Format.TIME, flags, 0)
+        return False  # run once
+
+    def on_event(pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        event = info.get_event()
+        if event is not None and event.type == Gst.EventType.SEGMENT_DONE:
+            GLib.idle_add(seek, Gst.SeekFlags.SEGMENT)
+            return Gst.PadProbeReturn.DROP
+        return Gst.PadProbeReturn.OK
+
+    pipeline.get_by_name("parse").get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, on_event)
+    media.connect("prepared", lambda m: GLib.idle_add(seek, Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Serve a looping file or a test pattern over RTSP on 127.0.0.1.")
+    ap.add_argument("port", type=int, help="TCP port; 0 = any free port")
+    ap.add_argument("name", help="mount name: the URL path")
+    ap.add_argument("source", help="'testsrc' or a video file")
+    ap.add_argument("--reencode", action="store_true", help="decode and re-encode the file to H.264")
+    args = ap.parse_args(argv)
+
+    Gst.init(None)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(launch_line(args.source, args.reencode))
+    factory.set_shared(True)  # all clients share one pipeline
+    if args.source != "testsrc":
+        factory.connect("media-configure", lambda _factory, media: loop_forever(media))
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    server.get_mount_points().add_factory("/" + args.name.strip("/"), factory)
+    if server.attach(None) == 0:
+        print(f"cannot bind 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+        return 1
+    print(f"serving rtsp://127.0.0.1:{server.get_bound_port()}/{args.name.strip('/')}", flush=True)
+    try:
+        GLib.MainLoop().run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
