@@ -188,3 +188,30 @@ def _download(entry: RegistryEntry) -> Path:
 def entries_with_status() -> list[tuple[RegistryEntry, Path | None]]:
     """Every registry entry with its local path (None when it would have to be downloaded)."""
     return [(e, find_local(e.name)[0]) for e in sorted(registry().values(), key=lambda e: (e.kind, e.name))]
+
+
+def resolve_model(model: str | Path, config_dir: Path | None = None, download: bool = True
+                  ) -> tuple[Path, dict[str, Any]]:
+    """Path of ``model`` plus the registry's decode parameters for it (``{}`` when unregistered).
+
+    A file given by path still gets its registry parameters when its name is a registry file
+    name (so ``model: ./models/yolox_nano_coco_416.onnx`` decodes like ``model: yolox_nano_coco_416``).
+
+    Raises:
+        ModelNotFoundError: see `resolve`.
+    """
+    path = resolve(model, config_dir, download)
+    entry = lookup(model) or lookup(path.name)
+    return path, dict(entry.params) if entry else {}
+
+
+def check_model(model: str | Path, config_dir: Path | None = None) -> None:
+    """For ``validate``: raises ModelNotFoundError when the model is neither local nor downloadable."""
+    path, looked = find_local(model, config_dir)
+    if path is not None:
+        return
+    entry = lookup(model)
+    if entry is not None and entry.url and not offline():
+        log.warning("model %r is not downloaded yet; `streamcnn run` will fetch it from %s", str(model), entry.url)
+        return
+    resolve(model, config_dir, download=False)
