@@ -115,7 +115,8 @@ class VideoFileSource(Source):
     """A video file read with OpenCV's FFmpeg backend (not live: every frame, as fast as consumed).
 
     ``uri`` is a path; a relative path resolves against the YAML file's directory. ``pts`` is
-    the frame's time in the file (``CAP_PROP_POS_MSEC``) when that is sane, else ``index / fps``.
+    the frame's time in the file (``CAP_PROP_POS_MSEC``, counted from the first frame, so frame 0
+    has pts 0) when that is sane (finite, increasing), else the previous pts + 1/fps.
 
     Raises (from ``open``):
         SourceError: the file does not exist (names the resolved path) or cannot be decoded.
@@ -132,7 +133,9 @@ class VideoFileSource(Source):
         self._cap: _Capture | None = None
         self._fps: float | None = None
         self._index = 0
-        self._last_ms = -1.0
+        self._last_ms = -1.0  # pts in ms of the previous frame, relative to the first
+        self._first_ms: float | None = None
+        self._last_pts: float | None = None
 
     @classmethod
     def claims(cls, uri: str | int) -> bool:
@@ -160,6 +163,8 @@ class VideoFileSource(Source):
         self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
         self._index = 0
         self._last_ms = -1.0
+        self._first_ms = None
+        self._last_pts = None
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         cap = self._cap
@@ -169,11 +174,19 @@ class VideoFileSource(Source):
         if image is None:
             return None
         ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if math.isfinite(ms) and ms >= 0 and ms > self._last_ms and (ms > 0 or self._index == 0):
-            pts = ms / 1000.0
-            self._last_ms = ms
+        if self._index == 0 and math.isfinite(ms) and ms >= 0:
+            # some containers (AVI) report the time of the *next* frame: count from the first
+            self._first_ms = ms
+        rel = ms - self._first_ms if self._first_ms is not None else math.nan
+        if math.isfinite(rel) and (rel > self._last_ms or (self._index == 0 and rel == 0)):
+            pts = rel / 1000.0
+            self._last_ms = rel
+        elif self._last_pts is not None:
+            pts = self._last_pts + 1.0 / (self._fps or 25.0)
+            self._last_ms = pts * 1000.0
         else:
             pts = self._index / (self._fps or 25.0)
+        self._last_pts = pts
         self._index += 1
         return to_bgr3(image), pts
 

@@ -309,7 +309,7 @@ def get_session(
             ``cpu``, ``cuda`` or ``cuda:N``.
         stage: stage name for log lines and error messages.
         name: display name (useful for in-memory graphs); default: the path, or
-            ``<in-memory model sha256:…>``.
+            ``<in-memory model sha256:…>``. A shared session keeps the name of its first caller.
 
     Returns:
         The `ModelSession`; ``.provider`` / ``.device`` say where it really runs.
