@@ -337,7 +337,8 @@ def _ctx(name: str, pname: str, config_dir: Path, kind: str) -> Context:
 
 def _unknown(kind: str, name: str, plugins: Plugins) -> str:
     installed = plugins.names(kind)
-    msg = f"unknown {kind} {name!r}{suggest(name, installed)} Installed {kind}s: {', '.join(installed) or 'none'}"
+    msg = (f"unknown {kind} {name!r}{suggest(name, installed) or '.'} "
+           f"Installed {kind}s: {', '.join(installed) or 'none'}")
     failed = plugins.failed()
     if failed:
         msg += ". Plugins that failed to load: " + "; ".join(f"{r.name} ({r.origin}): {r.reason}" for r in failed)

@@ -140,7 +140,7 @@ class PipelineRun:
             except BufferClosed:
                 return
             try:
-                for stage_name, stage in stages:
+                for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
                     frame = stage.process(frame)
             except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
                 err = StageError(name, stage_name, frame.index, exc)

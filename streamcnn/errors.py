@@ -75,3 +75,7 @@ class StageError(StreamcnnError):
 
 class ModelInputError(StreamcnnError):
     """An input's shape does not fit the model; names the model, input, expected and given shape."""
+
+
+class ModelNotFoundError(StreamcnnError, FileNotFoundError):
+    """No file for a model name or path; the message names every place looked at and how to get it."""

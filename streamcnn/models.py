@@ -27,13 +27,11 @@ from typing import Any
 
 import yaml
 
-from .errors import StreamcnnError
+from .errors import ModelNotFoundError
 
 log = logging.getLogger("streamcnn.models")
 
 
-class ModelNotFoundError(StreamcnnError):
-    """No file for a model name or path; the message lists every place looked at and how to get it."""
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class Plugins:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 raise PluginError(
-                    f"plugin file {path} failed to import: {_describe(exc, str(path))}",
+                    f"plugin file {path} failed to import: {_describe(exc, f'importing {path}')}",
                     ref.file, ref.line, ref.column,
                 ) from None
         else:
@@ -136,7 +136,7 @@ class Plugins:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 raise PluginError(
-                    f"plugin module {spec!r} failed to import: {_describe(exc, spec)}",
+                    f"plugin module {spec!r} failed to import: {_describe(exc, f'importing {spec}')}",
                     ref.file, ref.line, ref.column,
                 ) from None
         self._register(obj, rec)
@@ -161,11 +161,12 @@ class Plugins:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(obj)
-            hooks = [n for n in dir(obj) if n.startswith("streamcnn_") and not hasattr(self.pm.hook, n)]
+            known = _spec_names()
+            hooks = [n for n in dir(obj) if n.startswith("streamcnn_") and n not in known]
             rec.status = "failed"
             rec.reason = (
-                f"unknown hook {', '.join(repr(h) for h in hooks) or '?'} in plugin {rec.name!r} "
-                f"(known hooks: {', '.join(sorted(_spec_names()))}): {exc}"
+                f"unknown hook {', '.join(repr(h) for h in hooks) or str(exc)} in plugin {rec.name!r} "
+                f"(known hooks: {', '.join(sorted(known))})"
             )
             log.warning("plugin %r: %s", rec.name, rec.reason)
             return

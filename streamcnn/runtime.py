@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelInputError, StreamcnnError
+from .errors import ModelInputError, ModelNotFoundError, StreamcnnError
 
 log = logging.getLogger("streamcnn.runtime")
 
@@ -67,8 +67,6 @@ _ORT_TYPES: dict[str, np.dtype] = {
 }
 
 
-class ModelNotFoundError(StreamcnnError, FileNotFoundError):
-    """A model file does not exist; the message names the path (also a ``FileNotFoundError``)."""
 
 
 class TensorSpec(NamedTuple):

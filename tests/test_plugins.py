@@ -9,7 +9,7 @@ import pytest
 
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
-from streamcnn.errors import PluginError
+from streamcnn.errors import ConfigError, PluginError
 from streamcnn.pluginmanager import PluginRef, Plugins, load_plugins
 
 from .conftest import run_cli
@@ -49,7 +49,7 @@ def test_yaml_plugin_file_provides_a_stage(tmp_path):
             source: {uri: pattern, size: 32x24, frames: 4}
             stages: [{brighten: {amount: 300}}]
         """)
-    with pytest.raises(Exception, match=r"p.yaml:5:33: pipelines.a.stages\[0\].brighten.amount: "
+    with pytest.raises(Exception, match=r"p.yaml:5:34: pipelines.a.stages\[0\].brighten.amount: "
                                         r"expected an integer in \[0, 255\], got 300"):
         load_config(cfg)
     cfg.write_text(cfg.read_text().replace("300", "20") + "    sinks: [{jsonl: {path: out.jsonl}}]\n")
@@ -102,10 +102,10 @@ def test_unknown_stage_mentions_failed_plugins(tmp_path, monkeypatch):
         pipelines:
           a: {source: pattern, stages: [yolo_extra]}
         """)
-    with pytest.raises(PluginError) as info:
+    with pytest.raises(ConfigError) as info:
         load_config(cfg)
     msg = str(info.value)
-    assert "unknown stage 'yolo_extra'" in msg
+    assert "unknown stage 'yolo_extra'. Installed stages: " in msg
     assert "Plugins that failed to load: yolo_extra (brokenplug 1.2 (entry point yolo_extra = brokenplug_mod)): "\
            "ModuleNotFoundError: No module named 'nonexistent_dependency_xyz'" in msg
 

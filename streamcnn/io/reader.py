@@ -223,9 +223,11 @@ class SourceReader:
             self.error = SourceError(f"source {self.source.id}: {self._describe(exc)}")
             self.log.error("%s", self.error)
         finally:
-            self.buffer.close()
             if not self.live:
+                # release before the consumer learns the end: the process may exit right after,
+                # and a cv2 capture released during interpreter exit aborts it
                 self._close_source()
+            self.buffer.close()
 
     def _run_plain(self) -> None:
         try:
