@@ -38,6 +38,8 @@ import numpy as np
 from pydantic import field_validator
 
 from streamcnn import Context, Field, Source, SourceError, SourceParams, hookimpl, to_bgr3
+from streamcnn.errors import ModelNotFoundError
+from streamcnn.models import lookup, resolve
 from streamcnn.redact import redact
 
 __all__ = [
@@ -152,6 +154,12 @@ class VideoFileSource(Source):
     def open(self) -> None:
         self.close()
         path = self.path
+        if not path.is_file() and lookup(str(self.params.uri)) is not None:
+            # a registry sample such as vtest.avi: STREAMCNN_ASSETS, the cache, or a checked download
+            try:
+                path = resolve(str(self.params.uri), self.ctx.config_dir)
+            except ModelNotFoundError as exc:
+                raise SourceError(redact(str(exc))) from None
         if not path.is_file():
             what = "is not a file" if path.exists() else "not found"
             raise SourceError(redact(f"video file {self.params.uri!s} {what} (resolved to {path})"))

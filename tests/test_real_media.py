@@ -42,3 +42,22 @@ def test_real_video_end_to_end(assets, tmp_path, name, frames, size):
     pts = [r["pts"] for r in records]
     assert all(b > a for a, b in zip(pts, pts[1:]))
     assert pts[-1] == pytest.approx((frames - 1) / src_fps, abs=0.05)
+
+
+def test_default_street_pipeline_runs_over_the_whole_video(assets):
+    from .conftest import ROOT
+
+    if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
+        pytest.skip("yolox_nano_coco_416.onnx not in STREAMCNN_ASSETS/models")
+    media(assets, "vtest.avi")
+    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "street")
+    assert res.returncode == 0, res.stderr
+    assert "street: 795 frames" in res.stderr
+    records = [json.loads(x) for x in (ROOT / "out" / "street.jsonl").read_text().splitlines()]
+    assert len(records) == 795 == count_frames(ROOT / "out" / "street.mp4")
+    persons = [sum(d["class_name"] == "person" and d["conf"] > 0.5 for d in r["detections"]) for r in records]
+    assert sorted(persons)[len(persons) // 2] >= 5  # median persons per frame (MEDIA.md: 7 with YOLOX)
+    for r in records:
+        for d in r["detections"]:
+            x1, y1, x2, y2 = d["xyxy"]
+            assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576
