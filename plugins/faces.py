@@ -1,10 +1,294 @@
-"""Face stages (placeholder while being written)."""
+"""Face stages: ``face_detect`` (boxes + 5 landmarks), ``landmarks`` (dense PFLD points) and
+``face_recognize`` (ArcFace alignment + MobileFaceNet embedding + enrolment database).
+
+Typical pipeline::
+
+    stages:
+      - face_detect: {model: yunet_n_dynamic}
+      - landmarks: {model: pfld68_112}
+      - face_recognize: {database: faces.npz}
+      - annotate: {}
+
+Decoders, crops and alignment live in the core (`streamcnn.ops.faces`, `streamcnn.ops.align`); the
+embedder and database in `streamcnn.facedb`. Model facts: shared/models/MODELS.md §4-9.
+"""
 
 from __future__ import annotations
 
-from streamcnn import Stage, hookimpl
+import dataclasses
+import os
+import time
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import field_validator, model_validator
+
+from streamcnn import Context, Detections, Field, Frame, Params, Stage, StreamcnnError, hookimpl
+from streamcnn.facedb import (
+    DEFAULT_COSINE_THRESHOLD,
+    FaceDB,
+    FaceDBError,
+    FaceEmbedder,
+    cosine_to_l2,
+    l2_to_cosine,
+)
+from streamcnn.models import check_model, find_local, resolve_model, sha256_of
+from streamcnn.ops.align import SquareCrops
+from streamcnn.ops.faces import FaceDetector
+from streamcnn.runtime import get_session
+
+FACE_NAMES = ("face",)
+
+# iBUG-68 → the 5 ArcFace points: eye centres (36-41, 42-47), nose tip 30, mouth corners 48, 54.
+_IBUG_EYE_L, _IBUG_EYE_R, _IBUG_NOSE, _IBUG_MOUTH_L, _IBUG_MOUTH_R = slice(36, 42), slice(42, 48), 30, 48, 54
+
+
+class _ModelParams(Params):
+    """Options every face stage has: ``device``."""
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from streamcnn.runtime import parse_device
+
+        parse_device(v)
+        return v
+
+
+class FaceDetectStage(Stage):
+    """Detect faces; writes ``frame.detections`` (class ``face``; ``landmarks`` (N, 5, 2) frame pixels
+    for YuNet and SCRFD, in the order eye image-left, other eye, nose, mouth image-left, mouth
+    image-right; no landmarks for UltraFace).
+
+    Formats: ``yunet`` (score cls·obj), ``scrfd``, ``ultraface`` (post-processed export),
+    ``ultraface_raw`` (prior decoding here). Dynamic-input models are fed the frame shrunk so its
+    longer side is ≤ ``imgsz`` and zero-padded right/bottom to multiples of 32.
+    """
+
+    class Params(_ModelParams):
+        model: str = Field("yunet_n_dynamic", description="registry name or .onnx path")
+        format: Literal["auto", "yunet", "scrfd", "ultraface", "ultraface_raw"] = "auto"
+        conf: float | None = Field(None, ge=0, le=1, description="score threshold (default per format: "
+                                   "yunet 0.6, scrfd 0.5, ultraface 0.7)")
+        iou: float | None = Field(None, ge=0, le=1, description="NMS IoU (default yunet 0.45, scrfd 0.4, "
+                                  "ultraface 0.3)")
+        imgsz: int = Field(640, ge=32, description="longest input side for dynamic-input models, pixels")
+        max_det: int = Field(100, ge=1)
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        check_model(params.model, ctx.config_dir)
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        p = params
+        self.detector = FaceDetector(p.model, p.format, p.conf, p.iou, p.imgsz, p.device, ctx.config_dir,
+                                     ctx.name, p.max_det)
+        ctx.log.info("stage '%s': %s format=%s conf=%.2f iou=%.2f", ctx.name, self.detector.session.name,
+                     self.detector.format, self.detector.conf, self.detector.iou)
+
+    def process(self, frame: Frame) -> Frame:
+        r = self.detector.detect(frame.image)
+        frame.detections = Detections(r.xyxy, r.score, np.zeros(len(r), np.int64), FACE_NAMES, landmarks=r.kps)
+        return frame
+
+
+class LandmarksStage(Stage):
+    """Dense landmarks on every box of ``frame.detections`` (PFLD-68 or PFLD-106).
+
+    Each box gets a square crop of side ``crop_scale·max(w, h)`` around its centre (padded with
+    black outside the frame, never clamped), resized to the model's 112×112; the model's
+    normalised points map back exactly (``x = u·side + x0``). ``landmarks`` becomes (N, 68, 2) or
+    (N, 106, 2) in frame pixels; an earlier 5-point set is kept in ``detections.data["kps5"]`` for
+    ``face_recognize``.
+    """
+
+    class Params(_ModelParams):
+        model: str = Field("pfld68_112", description="registry name or .onnx path")
+        format: Literal["auto", "pfld68", "pfld106"] = "auto"
+        crop_scale: float | None = Field(None, gt=0, description="crop side / max(w, h) (default pfld68 1.1, "
+                                         "pfld106 1.2)")
+
+    RECIPES = {"pfld68": {"crop_scale": 1.1, "rgb": True}, "pfld106": {"crop_scale": 1.2, "rgb": False}}
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        check_model(params.model, ctx.config_dir)
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        path, reg = resolve_model(params.model, ctx.config_dir)
+        fmt = params.format if params.format != "auto" else reg.get("format")
+        if fmt not in self.RECIPES:
+            raise StreamcnnError(f"stage '{ctx.name}': cannot tell the landmark format of {path.name}; "
+                                 "set format: pfld68 or pfld106")
+        self.format = fmt
+        self.session = get_session(path, params.device, stage=ctx.name)
+        spec = self.session.inputs[0]
+        self.input_name = spec.name
+        self.size = int(spec.shape[3]) if isinstance(spec.shape[3], int) else 112
+        self.fixed_batch = spec.shape[0] if isinstance(spec.shape[0], int) else None
+        # the landmark tensor is the (last) rank-2 output (PFLD-106 also emits a feature map first)
+        outs = [o for o in self.session.outputs if len(o.shape) == 2]
+        if not outs:
+            raise StreamcnnError(f"stage '{ctx.name}': {path.name} has no (N, 2K) landmark output")
+        self.output = outs[-1].name
+        self.scale = params.crop_scale or self.RECIPES[fmt]["crop_scale"]
+        self.rgb = self.RECIPES[fmt]["rgb"]
+
+    def points(self, image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """Landmarks float32 (N, K, 2) in frame pixels for (N, 4) boxes."""
+        crops = SquareCrops.from_boxes(xyxy, self.size, self.scale)
+        patches = crops.extract(image)
+        blob = cv2.dnn.blobFromImages(list(patches), 1 / 255, None, (0, 0, 0), swapRB=self.rgb)
+        if self.fixed_batch is None:
+            out = self.session.run({self.input_name: blob}, [self.output])[0]
+        else:
+            out = np.concatenate([self.session.run({self.input_name: blob[i:i + 1]}, [self.output])[0]
+                                  for i in range(len(blob))])
+        return crops.normalised_to_frame(out.reshape(len(blob), -1, 2))
+
+    def process(self, frame: Frame) -> Frame:
+        det = frame.detections
+        if not len(det):
+            return frame
+        pts = self.points(frame.image, det.xyxy)
+        data = dict(det.data)
+        if det.landmarks is not None and det.landmarks.shape[1] == 5:
+            data["kps5"] = det.landmarks
+        frame.detections = dataclasses.replace(det, landmarks=pts, data=data)
+        return frame
+
+
+def five_points(det: Detections) -> np.ndarray:
+    """The (N, 5, 2) ArcFace points of ``det``: ``data["kps5"]``, 5-point ``landmarks``, or derived
+    from iBUG-68 landmarks (eye centres, nose tip 30, mouth corners 48 and 54).
+
+    Raises:
+        StreamcnnError: no usable landmarks (e.g. UltraFace boxes without a 68-point stage).
+    """
+    if "kps5" in det.data:
+        return det.data["kps5"]
+    lm = det.landmarks
+    if lm is not None and lm.shape[1] == 5:
+        return lm
+    if lm is not None and lm.shape[1] == 68:
+        return np.stack([lm[:, _IBUG_EYE_L].mean(1), lm[:, _IBUG_EYE_R].mean(1), lm[:, _IBUG_NOSE],
+                         lm[:, _IBUG_MOUTH_L], lm[:, _IBUG_MOUTH_R]], axis=1)
+    have = "no landmarks" if lm is None else f"{lm.shape[1]} landmarks per face"
+    raise StreamcnnError(f"face_recognize needs 5 face landmarks (a yunet/scrfd face_detect, or a pfld68 "
+                         f"landmarks stage before it); the detections have {have}")
+
+
+class FaceRecognizeStage(Stage):
+    """Identify faces against an enrolment database (``streamcnn faces enroll``).
+
+    Per frame: 5-point similarity alignment of every face to the ArcFace template, one batched
+    MobileFaceNet call, L2 normalisation, cosine similarity against every template; the best
+    match at or above the threshold gives ``identity``, otherwise ``unknown``. Writes
+    ``detections.embedding`` (N, D) unit vectors, ``identity`` (N,) and ``similarity`` (N,) (the
+    cosine of the best template, whatever ``metric`` is).
+
+    ``metric: l2`` takes ``threshold`` as an L2 distance between unit vectors; it is converted
+    (cosine ≥ t ⇔ L2 ≤ sqrt(2 − 2t)), so both metrics make the same decisions. Default: cosine
+    0.40 (L2 1.095), see `streamcnn.facedb`. The database is checked for changes about once per
+    ``reload_interval`` seconds (mtime, size, inode) and reloaded when it changed.
+    """
+
+    class Params(_ModelParams):
+        database: str = Field(description="enrolment database (.npz) made by `streamcnn faces enroll`")
+        model: str = Field("mobilefacenet_128d", description="embedding model, registry name or .onnx path")
+        threshold: float | None = Field(None, description="match threshold in `metric` units (default cosine "
+                                        f"{DEFAULT_COSINE_THRESHOLD}, L2 {cosine_to_l2(DEFAULT_COSINE_THRESHOLD):.3f})")
+        metric: Literal["cosine", "l2"] = "cosine"
+        reload_interval: float = Field(1.0, ge=0, description="seconds between database change checks; 0: never")
+
+        @model_validator(mode="after")
+        def _threshold_range(self):
+            t = self.threshold
+            if t is not None and self.metric == "cosine" and not -1 <= t <= 1:
+                raise ValueError(f"a cosine threshold must be in [-1, 1], got {t}")
+            if t is not None and self.metric == "l2" and not 0 <= t <= 2:
+                raise ValueError(f"an L2 threshold between unit vectors must be in [0, 2], got {t}")
+            return self
+
+        def cosine_threshold(self) -> float:
+            if self.threshold is None:
+                return DEFAULT_COSINE_THRESHOLD
+            return self.threshold if self.metric == "cosine" else l2_to_cosine(self.threshold)
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        check_model(params.model, ctx.config_dir)
+        path = ctx.resolve(params.database)
+        local, _ = find_local(params.model, ctx.config_dir)
+        try:
+            FaceDB.load(path, sha256_of(local) if local is not None else None)
+        except FaceDBError as e:
+            raise ValueError(str(e)) from None
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self.embedder = FaceEmbedder(params.model, params.device, ctx.config_dir, ctx.name)
+        self.db_path = ctx.resolve(params.database)
+        self.threshold = params.cosine_threshold()
+        self.db = FaceDB.load(self.db_path, self.embedder.sha256)
+        self._sig = self._stat()
+        self._next_check = time.monotonic() + params.reload_interval
+        ctx.log.info("stage '%s': database %s: %d people; threshold cosine %.3f (L2 %.3f)", ctx.name,
+                     self.db_path, len(self.db), self.threshold, cosine_to_l2(self.threshold))
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.db_path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def maybe_reload(self) -> bool:
+        """Reload the database if its file changed; True when a new database was loaded.
+
+        A file that disappeared or cannot be loaded is logged once and the old database is kept.
+        """
+        sig = self._stat()
+        if sig == self._sig:
+            return False
+        self._sig = sig
+        if sig is None:
+            self.ctx.log.warning("stage '%s': database %s disappeared; keeping the %d people loaded",
+                                 self.ctx.name, self.db_path, len(self.db))
+            return False
+        try:
+            db = FaceDB.load(self.db_path, self.embedder.sha256)
+        except FaceDBError as e:
+            self.ctx.log.error("stage '%s': database changed but cannot be used (%s); keeping the previous one",
+                               self.ctx.name, e)
+            return False
+        self.db = db
+        self.ctx.log.info("stage '%s': reloaded database %s: %d people (%s)", self.ctx.name, self.db_path,
+                          len(db), ", ".join(db.names))
+        return True
+
+    def process(self, frame: Frame) -> Frame:
+        interval = self.params.reload_interval
+        if interval > 0:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + interval
+                self.maybe_reload()
+        det = frame.detections
+        if len(det):
+            emb = self.embedder.embed(frame.image, five_points(det))
+        else:
+            emb = np.zeros((0, self.embedder.dim), np.float32)
+        identity, sim = self.db.match(emb, self.threshold)
+        frame.detections = dataclasses.replace(det, embedding=emb, identity=identity, similarity=sim)
+        return frame
 
 
 @hookimpl
 def streamcnn_stage_types() -> dict[str, type[Stage]]:
-    return {}
+    return {"face_detect": FaceDetectStage, "landmarks": LandmarksStage, "face_recognize": FaceRecognizeStage}

@@ -154,5 +154,9 @@ def models_cmd() -> None:
                "missing files are downloaded on first use (sha256-checked) unless STREAMCNN_OFFLINE=1")
 
 
+from .cli_faces import faces  # noqa: E402  (sub-command group, issue 4)
+
+main.add_command(faces)
+
 if __name__ == "__main__":
     main()

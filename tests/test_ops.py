@@ -115,3 +115,20 @@ def test_max_det_and_clip():
     scores = rng.uniform(0, 1, 100)
     assert len(nms(boxes, scores, 0.5, max_det=5)) == 5
     assert clip_boxes(np.array([[-5, -5, 700, 20]], np.float32), 640, 480).tolist() == [[0, 0, 640, 20]]
+
+
+def test_nms_suppression_chain_and_both_code_paths(monkeypatch):
+    # A suppresses B; B would suppress C, but B is gone, so C stays (greedy, not "fast NMS")
+    boxes = np.array([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.4).tolist() == [0, 2]
+    import streamcnn.ops.boxes as b
+
+    rng = np.random.default_rng(7)
+    bx = random_boxes(rng, 500)
+    sc = rng.uniform(0, 1, 500)
+    cls = rng.integers(0, 3, 500)
+    by_matrix = nms(bx, sc, 0.3, cls)
+    monkeypatch.setattr(b, "_MATRIX_MAX", 0)
+    assert nms(bx, sc, 0.3, cls).tolist() == by_matrix.tolist()
+    assert nms(boxes, scores, 0.4).tolist() == [0, 2]

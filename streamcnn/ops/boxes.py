@@ -39,6 +39,26 @@ def clip_boxes(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
+_MATRIX_MAX = 2048  # up to this many boxes the N×N IoU matrix (≤ 16 MiB) is cheaper than a Python loop
+
+
+def _greedy_by_matrix(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Exact greedy NMS for score-sorted boxes (N, 4) via the IoU matrix; returns a keep mask (N,).
+
+    Greedy NMS keeps box j iff no *kept* box i < j has IoU(i, j) > threshold. That is the unique
+    fixed point of ``keep[j] = not any_i<j (S[i, j] and keep[i])``; iterating it from all-True
+    fixes at least one more leading box per pass, and in practice converges in a few passes
+    (the length of the longest suppression chain).
+    """
+    sup = np.triu(box_iou(boxes, boxes) > iou_threshold, k=1)
+    keep = np.ones(len(boxes), dtype=bool)
+    while True:
+        new = ~(sup & keep[:, None]).any(axis=0)
+        if np.array_equal(new, keep):
+            return keep
+        keep = new
+
+
 def nms(
     xyxy: np.ndarray,
     scores: np.ndarray,
@@ -73,11 +93,14 @@ def nms(
         span = float(np.abs(xyxy).max()) * 2 + 1.0
         boxes = xyxy + (np.asarray(class_id, dtype=np.float32) * span)[:, None]
     boxes = boxes[order]
+    limit = n if max_det is None else max_det
+    if n <= _MATRIX_MAX:
+        keep_mask = _greedy_by_matrix(boxes, iou_threshold)
+        return order[np.flatnonzero(keep_mask)[:limit]]
     x1, y1, x2, y2 = boxes.T
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep: list[int] = []
     remaining = np.arange(n)
-    limit = n if max_det is None else max_det
     while remaining.size and len(keep) < limit:
         i = remaining[0]
         keep.append(i)

@@ -1,0 +1,127 @@
+"""``streamcnn faces``: build and inspect face enrolment databases.
+
+* ``streamcnn faces enroll PEOPLE_DIR --out faces.npz [--strict] [--fresh]``: one sub-folder per
+  person (the folder name is the name), one or more photos each. The largest face of each photo
+  is aligned and embedded; a person's template is the re-normalised mean. People already in an
+  existing ``--out`` database who are not in PEOPLE_DIR are kept as they are (not re-embedded);
+  people in PEOPLE_DIR replace their old entry. Photos without a face are reported by file name
+  and skipped; with ``--strict`` they, and photos with several faces, are errors and nothing is
+  written.
+* ``streamcnn faces list faces.npz [--json]``: names, photo counts and the embedding model.
+* ``streamcnn faces remove faces.npz NAME...``: remove people.
+
+Exit codes: 0 success, 2 user error (message on stderr, no traceback), 1 other failure.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import StreamcnnError
+from .facedb import FaceDB, FaceDBError, FaceEmbedder, describe, enroll_folder, person_photos, recipe_json
+
+
+def _fail(exc: StreamcnnError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group("faces")
+def faces() -> None:
+    """Face enrolment databases for the face_recognize stage."""
+
+
+@faces.command("enroll")
+@click.argument("people_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Database file (.npz) to create or update.")
+@click.option("--strict", is_flag=True, help="Photos with no face or with several faces are errors.")
+@click.option("--fresh", is_flag=True, help="Start a new database instead of updating --out.")
+@click.option("--detector", default="yunet_n_dynamic", show_default=True,
+              help="Face detector (a 5-landmark format: yunet or scrfd), registry name or path.")
+@click.option("--model", default="mobilefacenet_128d", show_default=True,
+              help="Embedding model, registry name or path.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str, model: str, device: str) -> None:
+    """Enrol the people in PEOPLE_DIR (PEOPLE_DIR/<name>/<photos>) into --out."""
+    from .ops.faces import FaceDetector
+
+    try:
+        people, _ = person_photos(people_dir)
+        if not people:
+            raise FaceDBError(f"{people_dir} has no person folders (expected {people_dir}/<name>/<photos>)")
+        embedder = FaceEmbedder(model, device, stage="faces enroll")
+        db = None
+        if out.exists() and not fresh:
+            db = FaceDB.load(out, None)
+            if db.model_sha256 != embedder.sha256:
+                raise FaceDBError(
+                    f"{out} was made with another embedding model ({db.model_name or '?'}, sha256 "
+                    f"{db.model_sha256[:12]}…); use --fresh to rebuild it with {embedder.path.name}")
+        det = FaceDetector(detector, device=device, stage="faces enroll")
+        if det.format.startswith("ultraface"):
+            raise FaceDBError(f"detector {detector} gives no landmarks; use a yunet or scrfd model")
+        rep = enroll_folder(people_dir, det, embedder)
+    except StreamcnnError as exc:
+        _fail(exc)
+    for p in rep.loose:
+        click.echo(f"ignored {p}: photos go into a folder per person ({people_dir}/<name>/)", err=True)
+    for p in rep.unreadable:
+        click.echo(f"unreadable image: {p}", err=True)
+    for p in rep.no_face:
+        click.echo(f"no face found: {p}", err=True)
+    for p in rep.several:
+        click.echo(f"several faces in {p}" + ("" if strict else " (using the largest)"), err=True)
+    missing = [n for n in people if n not in rep.people]
+    for n in missing:
+        click.echo(f"{n}: no usable photo in {people_dir / n}; not enrolled", err=True)
+    if strict and (rep.no_face or rep.several or rep.unreadable or missing):
+        click.echo(f"error: --strict: {len(rep.no_face)} photo(s) without a face, {len(rep.several)} with "
+                   f"several faces, {len(rep.unreadable)} unreadable; {out} not written", err=True)
+        sys.exit(2)
+    if db is None:
+        db = FaceDB(model_sha256=embedder.sha256, model_name=embedder.path.name)
+    for name, emb in rep.embeddings.items():
+        db.set_person(name, emb)
+    if not len(db):
+        click.echo(f"error: no face could be enrolled from {people_dir}; {out} not written", err=True)
+        sys.exit(2)
+    db.save(out)
+    done = ", ".join(f"{n} ({c} photo{'s' if c != 1 else ''})" for n, c in rep.people.items()) or "nobody"
+    click.echo(f"enrolled {done} → {out} ({len(db)} people)")
+
+
+@faces.command("list")
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(database: Path, as_json: bool) -> None:
+    """List the people in DATABASE."""
+    try:
+        db = FaceDB.load(database, None, None)
+    except StreamcnnError as exc:
+        _fail(exc)
+    click.echo(recipe_json(db) if as_json else describe(db))
+
+
+@faces.command("remove")
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+def remove(database: Path, names: tuple[str, ...]) -> None:
+    """Remove NAMES from DATABASE (nobody else is re-embedded)."""
+    try:
+        db = FaceDB.load(database, None, None)
+        unknown = [n for n in names if n not in db.names]
+        if unknown:
+            raise FaceDBError(f"not in {database}: {', '.join(unknown)} (people: {', '.join(db.names) or 'none'})")
+    except StreamcnnError as exc:
+        _fail(exc)
+    for n in names:
+        db.remove(n)
+    db.save(database)
+    click.echo(f"removed {', '.join(names)} from {database} ({len(db)} people left)")
+
+
+__all__ = ["faces"]
