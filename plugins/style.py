@@ -47,7 +47,6 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import cv2
 import numpy as np
@@ -77,8 +76,6 @@ DEFAULT_CONTENT_SIZE = 384  # transform input side when the model does not fix o
 DEFAULT_PREDICT_SIZE = 256  # predict input side when the model does not fix one
 MULTIPLE = 4  # the transformer nets down/up-sample twice by 2: sizes are padded to multiples of 4
 
-StyleIndex = Annotated[int, Field(ge=0)]
-StyleWeight = Annotated[float, Field(ge=0)]
 
 
 # -- which network a `model` option means -----------------------------------------------------
@@ -285,7 +282,7 @@ class StyleStage(Stage):
             description=f"{MULTISTYLE} (default), {ARBITRARY} (default with style_image), a path or registry "
             "name of a multistyle-like network, or [predict, transform] files of an arbitrary-style pair",
         )
-        style: StyleIndex | dict[StyleIndex, StyleWeight] | None = Field(
+        style: int | dict[int, float] | None = Field(
             None, description="multistyle only: a style index (0..25), or {index: weight} blended (normalised)"
         )
         style_image: str | None = Field(
@@ -309,11 +306,24 @@ class StyleStage(Stage):
 
         @field_validator("style")
         @classmethod
-        def _blend(cls, v: int | dict[int, float] | None) -> int | dict[int, float] | None:
-            if isinstance(v, dict) and not sum(v.values()) > 0:
-                raise ValueError(
-                    f"style blend weights must not all be zero (got {v}); give at least one index a weight > 0"
-                )
+        def _style(cls, v: int | dict[int, float] | None) -> int | dict[int, float] | None:
+            # checked here rather than with Field(ge=0) inside the union: one plain message per mistake
+            if v is None:
+                return v
+            indices = [v] if isinstance(v, int) else list(v)
+            negative = [i for i in indices if i < 0]
+            if negative:
+                raise ValueError(f"style indices start at 0, got {', '.join(map(str, negative))}")
+            if isinstance(v, dict):
+                if not v:
+                    raise ValueError("the style blend is empty; give {index: weight, ...}")
+                below = {i: w for i, w in v.items() if w < 0}
+                if below:
+                    raise ValueError(f"style blend weights must be >= 0, got {below}")
+                if not sum(v.values()) > 0:
+                    raise ValueError(
+                        f"style blend weights must not all be zero (got {v}); give at least one index a weight > 0"
+                    )
             return v
 
         @model_validator(mode="after")
