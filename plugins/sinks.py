@@ -106,7 +106,8 @@ class JsonlSink(Sink):
 GUI_HELP = (
     "the 'display' sink needs OpenCV with GUI support and a screen. This install has {why}. "
     "For a window: pip uninstall -y opencv-python-headless && pip install opencv-python "
-    "(on a desktop with a display); on a server, write a video or JSONL sink instead"
+    "(on a desktop with a display); on a server use the browser live view instead: "
+    "sinks: [{{preview: {{port: 8090}}}}] and open http://127.0.0.1:8090/"
 )
 
 

@@ -270,6 +270,8 @@ class FaceDetector:
         config_dir: folder that relative model paths resolve against.
         stage: name used in log lines.
         max_det: keep at most this many faces.
+        score_mode: YuNet only: ``product`` (cls·obj, the origin repository) or ``sqrt``
+            (sqrt(cls·obj), OpenCV ``FaceDetectorYN``; use with thresholds tuned for OpenCV).
 
     Raises:
         ModelNotFoundError, StreamcnnError: model missing or unloadable, or unknown format.
@@ -277,7 +279,8 @@ class FaceDetector:
 
     def __init__(self, model: str | Path, format: str = "auto", conf: float | None = None,
                  iou: float | None = None, imgsz: int = 640, device: str = "auto",
-                 config_dir: Path | None = None, stage: str = "face_detect", max_det: int | None = 100) -> None:
+                 config_dir: Path | None = None, stage: str = "face_detect", max_det: int | None = 100,
+                 score_mode: Literal["product", "sqrt"] = "product") -> None:
         from ..errors import StreamcnnError
         from ..models import resolve_model
         from ..runtime import get_session
@@ -302,6 +305,7 @@ class FaceDetector:
         self.conf = d["conf"] if conf is None else conf
         self.iou = d["iou"] if iou is None else iou
         self.max_det = max_det
+        self.score_mode = score_mode
         self.priors = ultraface_priors(*self.fixed) if fmt == "ultraface_raw" else None
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxInfo]:
@@ -323,7 +327,7 @@ class FaceDetector:
         """All rows of the raw outputs → (xyxy, score, kps or None) in network pixels."""
         fmt = self.format
         if fmt == "yunet":
-            return decode_yunet(outputs, net_w, net_h)
+            return decode_yunet(outputs, net_w, net_h, score_mode=self.score_mode)
         if fmt == "scrfd":
             return decode_scrfd(outputs, net_w, net_h)
         scores = outputs[0][0, :, 1]  # softmax already applied in both UltraFace files
