@@ -11,10 +11,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from scipy.signal import correlate2d
-from streamcnn_plugins import edges as edges_plugin
-from streamcnn_plugins.edges import EdgesStage, conv_output_size, kernel_weights, same_pads
 
 from streamcnn import Context, Frame, ModelInputError, hookspecs, runtime
+from streamcnn_plugins import edges as edges_plugin
+from streamcnn_plugins.edges import EdgesStage, conv_output_size, kernel_weights, same_pads
 
 KERNELS = ["vertical", "horizontal", "sobel_x", "sobel_y", "sobel", "scharr_x", "scharr_y", "scharr",
            "laplacian"]

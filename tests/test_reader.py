@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from streamcnn_plugins.sources import PatternSource
 
 from streamcnn import Context, Source, SourceError, SourceParams
 from streamcnn.io.buffer import BufferClosed, BufferEmpty
 from streamcnn.io.reader import SourceReader, backoff_delays
+from streamcnn_plugins.sources import PatternSource
 
 SECRET_URI = "rtsp://user:secret@cam.example/stream"
 HANG_MARK = 255  # pixel value of a frame returned by a read() that hung and was abandoned

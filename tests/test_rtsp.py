@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from streamcnn_plugins.sources import NetworkStreamSource
 
 from streamcnn import Context
 from streamcnn.io.buffer import BufferEmpty
 from streamcnn.io.reader import SourceReader
+from streamcnn_plugins.sources import NetworkStreamSource
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"

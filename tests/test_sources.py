@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from streamcnn import Context, SourceError
 from streamcnn_plugins.sources import (
     ImageFolderSource,
     NetworkStreamSource,
@@ -17,8 +19,6 @@ from streamcnn_plugins.sources import (
     pick_source_type,
     streamcnn_source_types,
 )
-
-from streamcnn import Context, SourceError
 
 
 def read_all(src, limit: int = 10_000) -> list[tuple[np.ndarray, float | None]]:

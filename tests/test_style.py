@@ -12,8 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from streamcnn_plugins import style as style_mod
-from streamcnn_plugins.style import StyleStage, clear_style_cache, style_weights
 
 from streamcnn import Context, Frame
 from streamcnn.config import load_config
@@ -32,6 +30,8 @@ from streamcnn.ops.image import (
     to_tensor,
 )
 from streamcnn.runtime import ModelSession
+from streamcnn_plugins import style as style_mod
+from streamcnn_plugins.style import StyleStage, clear_style_cache, style_weights
 
 from .conftest import media
 

@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from streamcnn_plugins.yolo import YoloStage
 
 from streamcnn import Context, Frame
 from streamcnn.config import load_config
@@ -18,6 +17,7 @@ from streamcnn.errors import ConfigError
 from streamcnn.models import ModelNotFoundError
 from streamcnn.ops import letterbox_info
 from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_anchor_grid, make_grid, select
+from streamcnn_plugins.yolo import YoloStage
 
 from .conftest import media
 

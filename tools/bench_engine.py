@@ -21,9 +21,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import report, run_engine  # noqa: E402
-from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding  # noqa: E402
 
 from streamcnn.models import resolve  # noqa: E402
+from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding  # noqa: E402
 
 
 def bare_loop(video: Path, out: Path) -> tuple[int, float]:
