@@ -195,7 +195,8 @@ class FaceRecognizeStage(Stage):
     ``metric: l2`` takes ``threshold`` as an L2 distance between unit vectors; it is converted
     (cosine ≥ t ⇔ L2 ≤ sqrt(2 − 2t)), so both metrics make the same decisions. Default: cosine
     0.40 (L2 1.095), see `streamcnn.facedb`. The database is checked for changes about once per
-    ``reload_interval`` seconds (mtime, size, inode) and reloaded when it changed.
+    ``reload_interval`` seconds (mtime, size, inode) and reloaded when it changed; a database
+    that does not exist yet is allowed (a warning; every face is ``unknown`` until it appears).
     """
 
     class Params(_ModelParams):
@@ -224,6 +225,8 @@ class FaceRecognizeStage(Stage):
     def check(cls, params: Params, ctx: Context) -> None:
         check_model(params.model, ctx.config_dir)
         path = ctx.resolve(params.database)
+        if not path.exists():
+            return  # allowed: every face is "unknown" until `streamcnn faces enroll` creates it
         local, _ = find_local(params.model, ctx.config_dir)
         try:
             FaceDB.load(path, sha256_of(local) if local is not None else None)
@@ -235,8 +238,14 @@ class FaceRecognizeStage(Stage):
         self.embedder = FaceEmbedder(params.model, params.device, ctx.config_dir, ctx.name)
         self.db_path = ctx.resolve(params.database)
         self.threshold = params.cosine_threshold()
-        self.db = FaceDB.load(self.db_path, self.embedder.sha256)
         self._sig = self._stat()
+        if self._sig is None:
+            self.db = FaceDB(model_sha256=self.embedder.sha256)
+            ctx.log.warning("stage '%s': face database %s does not exist yet; every face is 'unknown' until it "
+                            "is created (streamcnn faces enroll PEOPLE_DIR --out %s); it is picked up "
+                            "without a restart", ctx.name, self.db_path, self.db_path)
+        else:
+            self.db = FaceDB.load(self.db_path, self.embedder.sha256)
         self._next_check = time.monotonic() + params.reload_interval
         ctx.log.info("stage '%s': database %s: %d people; threshold cosine %.3f (L2 %.3f)", ctx.name,
                      self.db_path, len(self.db), self.threshold, cosine_to_l2(self.threshold))

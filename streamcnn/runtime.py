@@ -358,6 +358,9 @@ def _create(
         if in_build and driver:
             _preload_cuda_dlls()
     opts = ort.SessionOptions()
+    # Warnings about the graph itself (e.g. UltraFace: "Initializer ... appears in graph inputs",
+    # hundreds of lines) are not actionable for a user; errors still surface as exceptions.
+    opts.log_severity_level = 3
     try:
         with warnings.catch_warnings():
             # The CPU build warns "Specified provider 'CUDAExecutionProvider' is not in available

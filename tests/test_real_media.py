@@ -61,3 +61,22 @@ def test_default_street_pipeline_runs_over_the_whole_video(assets):
         for d in r["detections"]:
             x1, y1, x2, y2 = d["xyxy"]
             assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576
+
+
+def test_default_faces_pipeline_runs_over_the_whole_clip(assets):
+    from .conftest import ROOT
+
+    for m in ("yunet_n_dynamic", "pfld68_112", "mobilefacenet_128d"):
+        if not (assets / "models" / f"{m}.onnx").is_file():
+            pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+    media(assets, "Megamind.avi")
+    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "faces")
+    assert res.returncode == 0, res.stderr
+    assert "faces: 270 frames" in res.stderr and "0 skipped" in res.stderr
+    records = [json.loads(x) for x in (ROOT / "out" / "faces.jsonl").read_text().splitlines()]
+    assert len(records) == 270 == count_frames(ROOT / "out" / "faces.mp4")
+    with_faces = [r for r in records if r["detections"]]
+    assert len(with_faces) >= 0.9 * 270  # MEDIA.md: 1-2 faces in 26 of 27 sampled frames
+    assert all(d["class_name"] == "face" and len(d["landmarks"]) == 68 and d["identity"] == "unknown"
+               for r in with_faces for d in r["detections"])
+    assert len(records[30]["detections"]) == 2

@@ -303,6 +303,16 @@ def test_fixed_input_is_kept_by_default_and_relaxed_only_for_another_size(models
     assert mad(a, b) < 0.1  # the same style at two working resolutions
 
 
+def test_model_as_explicit_predict_transform_pair(models, photo, tmp_path):
+    pair = [str(models / "style_arbitrary_predict.onnx"), str(models / "style_arbitrary_transform.onnx")]
+    stage = make(model=pair, **STARRY, size=128)
+    np.testing.assert_array_equal(run(stage, photo), run(make(**STARRY, size=128), photo))
+    copy = tmp_path / "my_transform.onnx"  # unregistered: the stage cannot guess its predict partner
+    copy.write_bytes((models / "style_arbitrary_transform.onnx").read_bytes())
+    with pytest.raises(ValueError, match="my_transform.onnx is an arbitrary-style transform model; give both"):
+        make(model=str(copy), **STARRY)
+
+
 # -- configuration errors -----------------------------------------------------------------------------
 def _errors(tmp_path: Path, stage_yaml: str, check: bool = False) -> str:
     cfg = tmp_path / "bad.yaml"

@@ -18,6 +18,7 @@ alternating runs (on a shared 2-core machine the best run is the least disturbed
 streamcnn / bare is the target figure (≥ 0.97). The first frame of each run is also compared:
 both paths must give byte-identical output.
 
+Models and Starry Night come from ``STREAMCNN_ASSETS`` (default: ``../shared`` next to the repository).
 Usage: ``python tools/bench_style.py [--quick] [--frames N] [--repeat R]``; ``--quick`` does
 size 256 only with 12 frames and 1 repeat (about 15 s on 2 cores).
 """
@@ -25,6 +26,7 @@ size 256 only with 12 frames and 1 repeat (about 15 s on 2 cores).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import textwrap
 import time
@@ -43,6 +45,8 @@ from streamcnn.models import resolve
 from streamcnn_plugins.sources import PatternSource
 
 W, H = 640, 480
+# models and media: STREAMCNN_ASSETS, else ../shared next to the repository (as the tests do)
+os.environ.setdefault("STREAMCNN_ASSETS", str(Path(__file__).resolve().parents[2] / "shared"))
 
 
 # -- the bare loop --------------------------------------------------------------------------------
