@@ -188,7 +188,8 @@ def pydantic_to_config_errors(
     out: list[ConfigError] = []
     seen: set[tuple[Any, ...]] = set()
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (
+            "[" in p or p.startswith(("function-", "constrained-")))))
         kind = err["type"]
         if loc in seen and kind not in ("extra_forbidden", "missing"):
             continue  # one message per location (unions produce several)
@@ -203,6 +204,10 @@ def pydantic_to_config_errors(
         elif kind == "missing":
             msg = f"missing required option {loc[-1]!r} for {what}"
             line, col = positions.find(base)
+        elif kind in ("value_error", "assertion_error"):
+            # a plugin's own validator: its message already says what is wrong
+            msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            line, col = positions.get(path + ("<value>",), positions.find(path)) if loc else positions.find(base)
         else:
             expected = describe_expected(owner, rest)
             given = err.get("input")

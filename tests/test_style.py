@@ -324,52 +324,34 @@ def _errors(tmp_path: Path, stage_yaml: str, check: bool = False) -> str:
 
 
 @pytest.mark.parametrize("yaml_text, message", [
-    ("style: 30\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, style 30 is out of range: "
-     "style_multistyle26 has 26 styles, 0..25 (got {'style': 30})"),
-    ("style: {2: 1, 26: 1, 40: 1}\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, style 26, 40 is out of range: "
-     "style_multistyle26 has 26 styles, 0..25 (got {'style': {2: 1, 26: 1, 40: 1}})"),
-    ("style: {1: 0, 2: 0}\n",
-     "bad.yaml:6:18: pipelines.p.stages[0].style.style: expected an integer or a mapping, got {1: 0, 2: 0} "
-     "(Value error, style blend weights must not all be zero (got {1: 0.0, 2: 0.0}); give at least one index "
-     "a weight > 0)"),
-    ("style: {1: -1, 2: 3}\n",
-     "bad.yaml:6:18: pipelines.p.stages[0].style.style: expected an integer or a mapping, got {1: -1, 2: 3} "
-     "(Value error, style blend weights must be >= 0, got {1: -1.0})"),
-    ("style: -2\n",
-     "bad.yaml:6:18: pipelines.p.stages[0].style.style: expected an integer or a mapping, got -2 "
-     "(Value error, style indices start at 0, got -2)"),
-    ("style: {}\n",
-     "bad.yaml:6:18: pipelines.p.stages[0].style.style: expected an integer or a mapping, got {} "
-     "(Value error, the style blend is empty; give {index: weight, ...})"),
-    ("model: style_multistyle26\nstyle_image: starry_night.jpg\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, style_image is only used with the arbitrary-style "
-     "model (model: style_arbitrary); style_multistyle26 has 26 built-in styles: pick one with style: N or "
-     "blend with style: {N: weight, ...} (got {'model': 'style_multistyle26', 'style_image': 'starry_night.jpg'})"),
-    ("model: style_arbitrary\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, the arbitrary-style model (style_arbitrary_predict "
-     "+ style_arbitrary_transform) needs style_image: the path or registry name of a picture whose style is "
-     "copied, e.g. style_image: starry_night.jpg (got {'model': 'style_arbitrary'})"),
-    ("style_image: starry_night.jpg\nstyle: 3\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, style picks a built-in style of the multistyle "
-     "model; the arbitrary-style model takes its style from style_image (remove style, or use model: "
-     "style_multistyle26) (got {'style_image': 'starry_night.jpg', 'style': 3})"),
-    ("model: style_arbitrary_predict\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, style_arbitrary_predict is the style-predict half "
-     "of the arbitrary-style pair; use model: style_arbitrary (or [predict, transform] files) "
-     "(got {'model': 'style_arbitrary_predict'})"),
-    ("style: 1\ncontent_size: 256\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, content_size is only used with the arbitrary-style "
-     "model; for style_multistyle26 use size (got {'style': 1, 'content_size': 256})"),
-    ("style_image: starry_night.jpg\nsize: 256\ncontent_size: 320\n",
-     "bad.yaml:6:11: pipelines.p.stages[0].style: Value error, size (256) and content_size (320) both set the "
-     "arbitrary-style network's working resolution (longer side in pixels); give one of them "
-     "(got {'style_image': 'starry_night.jpg', 'size': 256, 'content_size': 320})"),
-    ("strength: 1.5\n",
-     "bad.yaml:6:21: pipelines.p.stages[0].style.strength: expected a number in [0, 1], got 1.5"),
-    ("every: 0\n",
-     "bad.yaml:6:18: pipelines.p.stages[0].style.every: expected an integer ≥ 1, got 0"),
+    ('style: 30\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: style 30 is out of range: style_multistyle26 has 26 styles, 0..25'),
+    ('style: {2: 1, 26: 1, 40: 1}\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: style 26, 40 is out of range: style_multistyle26 has 26 styles, 0..25'),
+    ('style: {1: 0, 2: 0}\n',
+     'bad.yaml:6:18: pipelines.p.stages[0].style.style: style blend weights must not all be zero (got {1: 0.0, 2: 0.0}); give at least one index a weight > 0'),
+    ('style: {1: -1, 2: 3}\n',
+     'bad.yaml:6:18: pipelines.p.stages[0].style.style: style blend weights must be >= 0, got {1: -1.0}'),
+    ('style: -2\n',
+     'bad.yaml:6:18: pipelines.p.stages[0].style.style: style indices start at 0, got -2'),
+    ('style: {}\n',
+     'bad.yaml:6:18: pipelines.p.stages[0].style.style: the style blend is empty; give {index: weight, ...}'),
+    ('model: style_multistyle26\nstyle_image: starry_night.jpg\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: style_image is only used with the arbitrary-style model (model: style_arbitrary); style_multistyle26 has 26 built-in styles: pick one with style: N or blend with style: {N: weight, ...}'),
+    ('model: style_arbitrary\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: the arbitrary-style model (style_arbitrary_predict + style_arbitrary_transform) needs style_image: the path or registry name of a picture whose style is copied, e.g. style_image: starry_night.jpg'),
+    ('style_image: starry_night.jpg\nstyle: 3\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: style picks a built-in style of the multistyle model; the arbitrary-style model takes its style from style_image (remove style, or use model: style_multistyle26)'),
+    ('model: style_arbitrary_predict\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: style_arbitrary_predict is the style-predict half of the arbitrary-style pair; use model: style_arbitrary (or [predict, transform] files)'),
+    ('style: 1\ncontent_size: 256\n',
+     'bad.yaml:5:9: pipelines.p.stages[0].style: content_size is only used with the arbitrary-style model; for style_multistyle26 use size'),
+    ('style_image: starry_night.jpg\nsize: 256\ncontent_size: 320\n',
+     "bad.yaml:5:9: pipelines.p.stages[0].style: size (256) and content_size (320) both set the arbitrary-style network's working resolution (longer side in pixels); give one of them"),
+    ('strength: 1.5\n',
+     'bad.yaml:6:21: pipelines.p.stages[0].style.strength: expected a number in [0, 1], got 1.5'),
+    ('every: 0\n',
+     'bad.yaml:6:18: pipelines.p.stages[0].style.every: expected an integer ≥ 1, got 0'),
 ])
 def test_config_errors_name_file_line_and_the_problem(tmp_path, yaml_text, message):
     assert _errors(tmp_path, yaml_text).splitlines() == [message]
