@@ -80,3 +80,26 @@ def test_default_faces_pipeline_runs_over_the_whole_clip(assets):
     assert all(d["class_name"] == "face" and len(d["landmarks"]) == 68 and d["identity"] == "unknown"
                for r in with_faces for d in r["detections"])
     assert len(records[30]["detections"]) == 2
+
+
+def test_default_starry_pipeline_styles_the_street_video(assets):
+    from .conftest import ROOT
+
+    for m in ("style_arbitrary_predict", "style_arbitrary_transform"):
+        if not (assets / "models" / f"{m}.onnx").is_file():
+            pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+    video = media(assets, "vtest.avi")
+    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "starry", "--max-frames", "6")
+    assert res.returncode == 0, res.stderr
+    out = cv2.VideoCapture(str(ROOT / "out" / "starry_vtest.mp4"))
+    src = cv2.VideoCapture(str(video))
+    frames = 0
+    while True:
+        ok, styled = out.read()
+        if not ok:
+            break
+        original = src.read()[1]
+        assert styled.shape == original.shape == (576, 768, 3)
+        assert abs(styled.astype(float) - original).mean() / 255 > 0.1  # clearly restyled
+        frames += 1
+    assert frames == 6
