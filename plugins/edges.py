@@ -36,9 +36,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import FiniteFloat, field_validator, model_validator
 
-import streamcnn
 from streamcnn import Context, Field, Frame, ModelInputError, Stage, hookimpl, to_bgr3
-from streamcnn.runtime import ModelSession, get_session, parse_device
+from streamcnn.modelstage import DeviceParams
+from streamcnn.runtime import ModelSession, get_session
 
 KernelName = Literal[
     "vertical", "horizontal", "sobel_x", "sobel_y", "sobel", "scharr_x", "scharr_y", "scharr",
@@ -228,7 +228,7 @@ class EdgesStage(Stage):
     Raises (from ``process``): ModelInputError when the padded frame is smaller than the kernel.
     """
 
-    class Params(streamcnn.Params):
+    class Params(DeviceParams):
         """Options of the ``edges`` stage (unknown options and wrong types are rejected)."""
 
         kernel: KernelName = Field(
@@ -252,7 +252,6 @@ class EdgesStage(Stage):
             description="abs: |x| saturated to 0..255 (cv2.convertScaleAbs); "
             "minmax: per-frame min→0, max→255",
         )
-        device: str = Field("auto", description="auto | cpu | cuda | cuda:N (GPU index)")
 
         @field_validator("padding", mode="before")
         @classmethod
@@ -264,12 +263,6 @@ class EdgesStage(Stage):
                 raise ValueError(
                     f"padding must be 'same', 'valid' or an int p >= 0 (pixels per side), got {v!r}"
                 )
-            return v
-
-        @field_validator("device")
-        @classmethod
-        def _device(cls, v: str) -> str:
-            parse_device(v)  # ValueError listing the accepted forms
             return v
 
         @field_validator("weights")

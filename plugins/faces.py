@@ -22,7 +22,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from streamcnn import Context, Detections, Field, Frame, Params, Stage, StreamcnnError, hookimpl
 from streamcnn.facedb import (
@@ -33,10 +33,10 @@ from streamcnn.facedb import (
     cosine_to_l2,
     l2_to_cosine,
 )
-from streamcnn.models import check_model, find_local, resolve_model, sha256_of
+from streamcnn.models import find_local, sha256_of
+from streamcnn.modelstage import ModelParams, ModelStage
 from streamcnn.ops.align import SquareCrops
 from streamcnn.ops.faces import FaceDetector
-from streamcnn.runtime import get_session
 
 FACE_NAMES = ("face",)
 
@@ -44,21 +44,8 @@ FACE_NAMES = ("face",)
 _IBUG_EYE_L, _IBUG_EYE_R, _IBUG_NOSE, _IBUG_MOUTH_L, _IBUG_MOUTH_R = slice(36, 42), slice(42, 48), 30, 48, 54
 
 
-class _ModelParams(Params):
-    """Options every face stage has: ``device``."""
 
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        from streamcnn.runtime import parse_device
-
-        parse_device(v)
-        return v
-
-
-class FaceDetectStage(Stage):
+class FaceDetectStage(ModelStage):
     """Detect faces; writes ``frame.detections`` (class ``face``; ``landmarks`` (N, 5, 2) frame pixels
     for YuNet and SCRFD, in the order eye image-left, other eye, nose, mouth image-left, mouth
     image-right; no landmarks for UltraFace).
@@ -68,7 +55,7 @@ class FaceDetectStage(Stage):
     longer side is ≤ ``imgsz`` and zero-padded right/bottom to multiples of 32.
     """
 
-    class Params(_ModelParams):
+    class Params(ModelParams):
         model: str = Field("yunet_n_dynamic", description="registry name or .onnx path")
         format: Literal["auto", "yunet", "scrfd", "ultraface", "ultraface_raw"] = "auto"
         conf: float | None = Field(None, ge=0, le=1, description="score threshold (default per format: "
@@ -78,9 +65,6 @@ class FaceDetectStage(Stage):
         imgsz: int = Field(640, ge=32, description="longest input side for dynamic-input models, pixels")
         max_det: int = Field(100, ge=1)
 
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        check_model(params.model, ctx.config_dir)
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -96,7 +80,7 @@ class FaceDetectStage(Stage):
         return frame
 
 
-class LandmarksStage(Stage):
+class LandmarksStage(ModelStage):
     """Dense landmarks on every box of ``frame.detections`` (PFLD-68 or PFLD-106).
 
     Each box gets a square crop of side ``crop_scale·max(w, h)`` around its centre (padded with
@@ -106,7 +90,7 @@ class LandmarksStage(Stage):
     ``face_recognize``.
     """
 
-    class Params(_ModelParams):
+    class Params(ModelParams):
         model: str = Field("pfld68_112", description="registry name or .onnx path")
         format: Literal["auto", "pfld68", "pfld106"] = "auto"
         crop_scale: float | None = Field(None, gt=0, description="crop side / max(w, h) (default pfld68 1.1, "
@@ -114,19 +98,14 @@ class LandmarksStage(Stage):
 
     RECIPES = {"pfld68": {"crop_scale": 1.1, "rgb": True}, "pfld106": {"crop_scale": 1.2, "rgb": False}}
 
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        check_model(params.model, ctx.config_dir)
-
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        path, reg = resolve_model(params.model, ctx.config_dir)
+        self.session, reg = self.load_model()
         fmt = params.format if params.format != "auto" else reg.get("format")
         if fmt not in self.RECIPES:
-            raise StreamcnnError(f"stage '{ctx.name}': cannot tell the landmark format of {path.name}; "
+            raise StreamcnnError(f"stage '{ctx.name}': cannot tell the landmark format of {self.session.name}; "
                                  "set format: pfld68 or pfld106")
         self.format = fmt
-        self.session = get_session(path, params.device, stage=ctx.name)
         spec = self.session.inputs[0]
         self.input_name = spec.name
         self.size = int(spec.shape[3]) if isinstance(spec.shape[3], int) else 112
@@ -134,7 +113,7 @@ class LandmarksStage(Stage):
         # the landmark tensor is the (last) rank-2 output (PFLD-106 also emits a feature map first)
         outs = [o for o in self.session.outputs if len(o.shape) == 2]
         if not outs:
-            raise StreamcnnError(f"stage '{ctx.name}': {path.name} has no (N, 2K) landmark output")
+            raise StreamcnnError(f"stage '{ctx.name}': {self.session.name} has no (N, 2K) landmark output")
         self.output = outs[-1].name
         self.scale = params.crop_scale or self.RECIPES[fmt]["crop_scale"]
         self.rgb = self.RECIPES[fmt]["rgb"]
@@ -183,7 +162,7 @@ def five_points(det: Detections) -> np.ndarray:
                          f"landmarks stage before it); the detections have {have}")
 
 
-class FaceRecognizeStage(Stage):
+class FaceRecognizeStage(ModelStage):
     """Identify faces against an enrolment database (``streamcnn faces enroll``).
 
     Per frame: 5-point similarity alignment of every face to the ArcFace template, one batched
@@ -199,7 +178,7 @@ class FaceRecognizeStage(Stage):
     that does not exist yet is allowed (a warning; every face is ``unknown`` until it appears).
     """
 
-    class Params(_ModelParams):
+    class Params(ModelParams):
         database: str = Field(description="enrolment database (.npz) made by `streamcnn faces enroll`")
         model: str = Field("mobilefacenet_128d", description="embedding model, registry name or .onnx path")
         threshold: float | None = Field(None, description="match threshold in `metric` units (default cosine "
@@ -223,7 +202,7 @@ class FaceRecognizeStage(Stage):
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
-        check_model(params.model, ctx.config_dir)
+        super().check(params, ctx)
         path = ctx.resolve(params.database)
         if not path.exists():
             return  # allowed: every face is "unknown" until `streamcnn faces enroll` creates it

@@ -17,10 +17,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import field_validator
 
-from streamcnn import Context, Detections, Field, Frame, Params, Stage, hookimpl
-from streamcnn.models import check_model, resolve_model
+from streamcnn import Context, Detections, Field, Frame, Stage, hookimpl
+from streamcnn.modelstage import ModelParams, ModelStage
 from streamcnn.ops import letterbox
 from streamcnn.ops.yolo import (
     Grid,
@@ -32,7 +31,6 @@ from streamcnn.ops.yolo import (
     make_grid,
     select,
 )
-from streamcnn.runtime import get_session
 
 log = logging.getLogger("streamcnn.yolo")
 
@@ -46,7 +44,7 @@ def coco80() -> list[str]:
     return [x for x in text.splitlines() if x]
 
 
-class YoloStage(Stage):
+class YoloStage(ModelStage):
     """Detect objects; writes ``frame.detections`` (xyxy in frame pixels, conf, class_id, names).
 
     Formats (see `streamcnn.ops.yolo` for the rules): ``yolox`` (anchor-free raw grid),
@@ -58,7 +56,7 @@ class YoloStage(Stage):
     whose input does not match ``imgsz``.
     """
 
-    class Params(Params):
+    class Params(ModelParams):
         model: str = Field(description="ONNX file path or registry name, e.g. yolox_nano_coco_416")
         format: Format = "auto"
         conf: float = Field(0.25, ge=0, le=1, description="score threshold (obj × class probability)")
@@ -67,7 +65,6 @@ class YoloStage(Stage):
         classes: list[int | str] | None = Field(None, description="class ids or names to keep")
         max_det: int = Field(300, ge=1)
         imgsz: int | tuple[int, int] | None = Field(None, description="network input size (w, h) or side")
-        device: str = "auto"
         names: str | None = Field(None, description="class names file (one per line)")
         anchors: list[list[tuple[float, float]]] | None = Field(None, description="per level (w, h) pixels")
         strides: list[int] | None = None
@@ -76,22 +73,9 @@ class YoloStage(Stage):
         scale: float | None = Field(None, gt=0, description="pixel multiplier, e.g. 1/255")
         logits: bool | None = Field(None, description="head emits logits (σ applied by the decoder)")
 
-        @field_validator("device")
-        @classmethod
-        def _device(cls, v: str) -> str:
-            from streamcnn.runtime import parse_device
-
-            parse_device(v)
-            return v
-
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        check_model(params.model, ctx.config_dir)
-
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        path, reg = resolve_model(params.model, ctx.config_dir)
-        self.session = get_session(path, params.device, stage=ctx.name)
+        self.session, reg = self.load_model()
         meta = self.session.session.get_modelmeta().custom_metadata_map
         spec = self.session.inputs[0]
         self.input_name = spec.name

@@ -26,6 +26,17 @@ def run_engine(yaml_text: str) -> tuple[int, float]:
     return stats[0].frames, seconds
 
 
+def median_ms(fn, iters: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``iters`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
 def report(rows: list[tuple[str, list[float]]], unit: str = "frames/s") -> None:
     """Print one line per variant: median and spread of the repeated measurements."""
     width = max(len(name) for name, _ in rows)

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import report, run_engine  # noqa: E402
+from _bench import median_ms, report, run_engine  # noqa: E402
 
 from streamcnn import Context, Frame  # noqa: E402
 from streamcnn.facedb import FaceDB, FaceEmbedder  # noqa: E402
@@ -30,16 +30,6 @@ from streamcnn.models import resolve  # noqa: E402
 from streamcnn.ops.align import arcface_align  # noqa: E402
 from streamcnn.ops.faces import FaceDetector  # noqa: E402
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage  # noqa: E402
-
-
-def median_ms(fn, iters: int) -> float:
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def make_db(path: Path, det: FaceDetector, emb: FaceEmbedder) -> None:

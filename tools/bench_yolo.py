@@ -23,21 +23,11 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import report, run_engine  # noqa: E402
+from _bench import median_ms, report, run_engine  # noqa: E402
 
 from streamcnn.models import resolve  # noqa: E402
 from streamcnn.ops import letterbox, letterbox_info  # noqa: E402
 from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_yolox, make_grid, select  # noqa: E402
-
-
-def median_ms(fn, iters: int) -> float:
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def postprocess_bench(raw: np.ndarray, size: int, frame_wh: tuple[int, int], iters: int) -> None:

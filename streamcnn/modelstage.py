@@ -1,0 +1,56 @@
+"""`ModelStage`: the base of stages built around ONNX models (shared model resolution and sessions).
+
+A subclass's ``Params`` extends `ModelParams` (``model``: path or registry name; ``device``:
+``auto | cpu | cuda | cuda:N``); ``streamcnn validate`` checks the model file is there (or
+downloadable) through `ModelStage.check`, and `ModelStage.load_model` resolves it through the
+registry and returns the process-wide shared session plus the registry's decode parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import field_validator
+
+from .api import Context, Field, Params, Stage
+from .models import check_model, resolve_model
+from .runtime import ModelSession, get_session, parse_device
+
+
+class DeviceParams(Params):
+    """Options of every stage that runs a model: ``device`` (validated: auto, cpu, cuda, cuda:N)."""
+
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (GPU index)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        parse_device(v)  # ValueError listing the accepted forms
+        return v
+
+
+class ModelParams(DeviceParams):
+    """``model`` (an .onnx path or a registry name, see ``streamcnn models``) plus ``device``."""
+
+    model: str = Field(description="ONNX file path or registry name")
+
+
+class ModelStage(Stage):
+    """A stage around one (or more) ONNX models."""
+
+    Params: ClassVar[type[ModelParams]] = ModelParams
+
+    @classmethod
+    def check(cls, params: Any, ctx: Context) -> None:
+        """Raises ModelNotFoundError when the model is neither local nor downloadable."""
+        check_model(params.model, ctx.config_dir)
+
+    def load_model(self, model: str | None = None) -> tuple[ModelSession, dict[str, Any]]:
+        """The shared session for ``model`` (default ``params.model``) on ``params.device``, and the
+        registry parameters for it (``{}`` when unregistered).
+
+        Raises:
+            ModelNotFoundError, StreamcnnError (device/provider problems, invalid model file).
+        """
+        path, reg = resolve_model(model or self.params.model, self.ctx.config_dir)
+        return get_session(path, self.params.device, stage=self.ctx.name), reg
