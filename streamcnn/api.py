@@ -130,6 +130,12 @@ class Source:
         """True when this source type handles ``uri`` (used when ``type`` is not given)."""
         return False
 
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """Validate what can be checked without opening the stream (``streamcnn validate`` and
+        ``run`` before starting), e.g. that a file exists; raise ``ValueError`` with a user-facing
+        message. Default: nothing."""
+
     @property
     def id(self) -> str:
         """Identifier for logs and ``Frame.source`` (never contains credentials)."""

@@ -322,7 +322,8 @@ def _resolve_pipeline(
             errors.append(exc)
         return None
 
-    source = attempt(_resolve_source, pname, pspec.source, base + ("source",), positions, file, config_dir, plugins)
+    source = attempt(_resolve_source, pname, pspec.source, base + ("source",), positions, file, config_dir, plugins,
+                     check)
     stages = [
         attempt(_resolve_item, "stage", pname, item, base + ("stages", i), positions, file, config_dir, plugins, check)
         for i, item in enumerate(pspec.stages)
@@ -410,7 +411,8 @@ def _resolve_item(
 
 
 def _resolve_source(
-    pname: str, source: Any, path: tuple, positions: Positions, file: str, config_dir: Path, plugins: Plugins
+    pname: str, source: Any, path: tuple, positions: Positions, file: str, config_dir: Path, plugins: Plugins,
+    check: bool = False,
 ) -> Component:
     line, col = positions.get(path + ("<value>",), positions.find(path))
     options = {"uri": source} if isinstance(source, (str, int)) else dict(source)
@@ -442,8 +444,14 @@ def _resolve_source(
         raise ConfigErrors(
             pydantic_to_config_errors(exc, cls.Params, path, positions, file, f"source type {type_name!r}")
         ) from None
-    return Component("source", type_name, cls, params, _ctx("source", pname, config_dir, "source"),
-                     format_path(path), line)
+    ctx = _ctx("source", pname, config_dir, "source")
+    if check:
+        try:
+            cls.check(params, ctx)
+        except (ValueError, FileNotFoundError, ConfigError) as exc:
+            msg = exc.message if isinstance(exc, ConfigError) else str(exc)
+            raise ConfigError(msg, file, line, col, format_path(path)) from None
+    return Component("source", type_name, cls, params, ctx, format_path(path), line)
 
 
 def pick_source_type(uri: str | int, types: dict[str, type]) -> str | None:
