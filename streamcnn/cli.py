@@ -7,17 +7,20 @@ User mistakes are printed as one message per problem, without a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 
 from .config import load_config
 from .engine import Engine
 from .errors import ConfigError, StreamcnnError
-from .pluginmanager import KINDS, load_plugins
+from .pluginmanager import KINDS, PluginRef, load_plugins
 from .redact import redact
+from .yamlpos import read_yaml_file
 
 log = logging.getLogger("streamcnn")
 
@@ -63,7 +66,7 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
     flushed and closed (a second Ctrl-C skips the queued frames).
     """
     try:
-        config = load_config(file)
+        config = load_config(file, check=True)
         for name in pipelines:
             if name not in config.pipelines:
                 from .config import suggest
@@ -74,7 +77,7 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
                 )
     except StreamcnnError as exc:
         _fail(exc)
-    engine = Engine(config, list(pipelines) or None, max_frames)
+    engine = Engine(config, list(dict.fromkeys(pipelines)) or None, max_frames)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.warning("%s received: stopping (flushing sinks)", signal.Signals(signum).name)
@@ -86,14 +89,28 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
     engine.run()
     failed = engine.failed
     for r in failed:
-        click.echo(f"pipeline '{r.name}' failed: {redact(r.stats.error or '')}", err=True)
+        err = redact(r.stats.error or "")
+        click.echo(err if err.startswith(f"pipeline '{r.name}'") else f"pipeline '{r.name}' failed: {err}", err=True)
     for r in engine.runs:
         s = r.stats
         click.echo(
             f"{r.name}: {s.frames} frames in {s.seconds:.1f} s ({s.fps:.1f} frames/s), "
             f"{s.skipped} skipped, {s.dropped} dropped, {s.reconnects} reconnects", err=True,
         )
-    sys.exit(1 if failed else 0)
+    _exit(1 if failed else 0)
+
+
+def _exit(code: int) -> None:
+    """Leave without running interpreter finalisation.
+
+    Every sink is closed and flushed by now. A camera thread may still sit inside FFmpeg's
+    ``read()`` (it returns only after its read timeout); finalising the interpreter under it can
+    abort the process (SIGABRT, "FATAL: exception not rethrown"), so end the process directly.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @main.command()
@@ -116,13 +133,20 @@ def validate(file: str) -> None:
               help="Also load the plugins listed in this YAML file.")
 def plugins_cmd(file: str | None) -> None:
     """List every stage, source and sink type, where it came from and its status."""
-    try:
-        if file:
-            plugins = load_config(file).plugins
-        else:
-            plugins = load_plugins()
-    except StreamcnnError as exc:
-        _fail(exc)
+    plugins = load_plugins()
+    errors: list[str] = []
+    if file:
+        try:
+            data, positions, _ = read_yaml_file(file)
+        except StreamcnnError as exc:
+            _fail(exc)
+        names = data.get("plugins") if isinstance(data, dict) else None
+        config_dir = Path(file).resolve().parent
+        for i, spec in enumerate(names if isinstance(names, list) else []):
+            try:
+                plugins.load_ref(PluginRef(str(spec), file, *positions.find(("plugins", i)), config_dir=config_dir))
+            except StreamcnnError as exc:
+                errors.append(str(exc))
     rows = []
     for kind in KINDS:
         for name, entry in sorted(plugins.types[kind].items()):
@@ -135,7 +159,9 @@ def plugins_cmd(file: str | None) -> None:
         click.echo(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {origin:<{widths[2]}}  {status}")
     for msg in plugins.conflicts:
         click.echo(f"conflict: {msg}")
-    if plugins.conflicts:
+    for msg in errors:
+        click.echo(msg, err=True)
+    if plugins.conflicts or errors:
         sys.exit(2)
 
 

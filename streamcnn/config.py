@@ -61,6 +61,7 @@ class Component:
     ctx: Context
     path: str
     line: int | None = None
+    column: int | None = None
 
 
 @dataclass
@@ -202,8 +203,8 @@ def pydantic_to_config_errors(
             msg = f"unknown option {name!r} for {owner_what}{suggest(name, options)} (options: {', '.join(options)})"
             line, col = positions.find(path)
         elif kind == "missing":
-            msg = f"missing required option {loc[-1]!r} for {what}"
-            line, col = positions.find(base)
+            msg = f"missing required option {loc[-1]!r} for {owner_what}"
+            line, col = positions.find(base + loc[:-1])
         elif kind in ("value_error", "assertion_error"):
             # a plugin's own validator: its message already says what is wrong
             msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -269,13 +270,15 @@ def load_config(file: str | Path, plugins: Plugins | None = None, check: bool = 
     config_dir = Path(file).resolve().parent
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a 'pipelines:' key at the top level", file, 1, 1)
+    # top-level keys starting with "x-" are free (e.g. `x-defaults: &cam {...}` for YAML anchors)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         spec = FileSpec.model_validate(data)
     except ValidationError as exc:
         errs = pydantic_to_config_errors(exc, FileSpec, (), positions, file, "the configuration file")
         for e in errs:  # nicer wording for the top-level and pipeline keys
             e.message = e.message.replace("option", "key")
-        raise ConfigErrors(errs) from None
+        raise ConfigErrors(sorted(errs, key=lambda e: (e.line or 0, e.column or 0))) from None
 
     if not spec.pipelines:
         raise ConfigError("'pipelines:' is empty: define at least one pipeline", file, *positions.find(("pipelines",)))
@@ -303,8 +306,27 @@ def load_config(file: str | Path, plugins: Plugins | None = None, check: bool = 
         except ConfigError as exc:
             errors.append(exc)
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(sorted(errors, key=lambda e: (e.line or 0, e.column or 0)))
+    _check_outputs(pipelines, file)
     return Config(file, config_dir, pipelines, plugins, positions)
+
+
+def _check_outputs(pipelines: dict[str, PipelineConfig], file: str) -> None:
+    """Two sinks writing the same file would overwrite each other: a configuration error."""
+    seen: dict[str, Component] = {}
+    for p in pipelines.values():
+        for comp in p.sinks:
+            target = getattr(comp.params, "path", None)
+            if not isinstance(target, str):
+                continue
+            key = str(comp.ctx.resolve(target.replace("{pipeline}", p.name)).resolve())
+            first = seen.setdefault(key, comp)
+            if first is not comp:
+                raise ConfigError(
+                    f"{comp.type_name} sink writes {key}, which the {first.type_name} sink of pipeline "
+                    f"'{first.ctx.pipeline}' ({first.path}, line {first.line}) writes too; give each sink its own path",
+                    file, comp.line, comp.column, comp.path,
+                )
 
 
 def _resolve_pipeline(
@@ -358,6 +380,8 @@ def _resolve_item(
     line, col = positions.find(path)
     if item is None and kind == "sink":
         item = "null"  # YAML reads a bare `- null` as None: that is the null sink
+    if isinstance(item, dict) and None in item and kind == "sink":
+        item = {("null" if k is None else k): v for k, v in item.items()}  # `- null: {}` too
     if isinstance(item, str):
         name, options, opath = item, None, path
     elif isinstance(item, dict) and item:
@@ -407,7 +431,7 @@ def _resolve_item(
         except (ValueError, FileNotFoundError, ConfigError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             raise ConfigError(msg, file, line, col, format_path(opath)) from None
-    return Component(kind, name, cls, params, ctx, format_path(opath), line)
+    return Component(kind, name, cls, params, ctx, format_path(opath), line, col)
 
 
 def _resolve_source(

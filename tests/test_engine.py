@@ -73,7 +73,7 @@ def test_stage_error_with_on_error_stop_fails_the_run(tmp_path):
         """)
     res = run_cli("run", str(cfg))
     assert res.returncode == 1
-    assert "pipeline 'cam' failed: pipeline 'cam': stage 'flaky' failed on frame 1: ZeroDivisionError" in res.stderr
+    assert "\npipeline 'cam': stage 'flaky' failed on frame 1: ZeroDivisionError: bad frame at " in res.stderr
     assert "Traceback" not in res.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
 
@@ -102,14 +102,18 @@ def test_max_frames_and_concurrent_pipelines(tmp_path):
     assert res.returncode == 2 and "no pipeline named 'bb' — did you mean 'b'?" in res.stderr
 
 
-def test_source_error_is_runtime_failure(tmp_path):
+def test_missing_file_is_a_config_error_and_a_broken_one_a_runtime_failure(tmp_path):
     cfg = write(tmp_path / "p.yaml", """
         pipelines:
           a: {source: missing.mp4, sinks: [null]}
         """)
     res = run_cli("run", str(cfg))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert str(tmp_path / "missing.mp4") in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "missing.mp4").write_text("not a video")
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 1
+    assert f"cannot open video file {tmp_path / 'missing.mp4'}" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -155,3 +159,123 @@ def test_version_and_help():
     for args in (["--help"], ["run", "--help"], ["validate", "--help"], ["plugins", "--help"]):
         res = run_cli(*args)
         assert res.returncode == 0 and "Usage:" in res.stdout
+
+
+BAD_STAGES = '''
+import numpy as np
+import streamcnn
+
+class Forgot(streamcnn.Stage):
+    def process(self, frame):
+        frame.meta["x"] = 1
+
+class Floaty(streamcnn.Stage):
+    def process(self, frame):
+        frame.image = frame.image.astype(np.float32)
+        return frame
+
+class NotAStage:
+    pass
+
+@streamcnn.hookimpl
+def streamcnn_stage_types():
+    return {"forgot": Forgot, "floaty": Floaty}
+
+@streamcnn.hookimpl
+def streamcnn_frame_done(pipeline, frame):
+    if frame.index == 1:
+        raise RuntimeError("hook boom")
+'''
+
+
+@pytest.mark.parametrize("stage, reason", [
+    ("forgot", "TypeError: process() returned None; it must return the Frame"),
+    ("floaty", "TypeError: frame.image must be a uint8 H×W×3 BGR array, got a float32 array of shape (24, 32, 3)"),
+])
+def test_stage_output_is_checked_and_handled_by_on_error(tmp_path, stage, reason):
+    write(tmp_path / "bad.py", BAD_STAGES)
+    cfg = write(tmp_path / "p.yaml", f"""
+        plugins: [./bad.py]
+        pipelines:
+          cam:
+            source: {{uri: pattern, size: 32x24, frames: 3}}
+            stages: [{stage}]
+            sinks: [{{video: {{path: out.mp4}}}}]
+        """)
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 1, res.stderr
+    assert f"pipeline 'cam': stage '{stage}' failed on frame 0: {reason}" in res.stderr
+    assert f"pipeline 'cam': no frame got through: a stage failed on all 3 frames" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_raising_hook_is_reported_with_plugin_names(tmp_path):
+    write(tmp_path / "bad.py", BAD_STAGES)
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./bad.py]
+        pipelines:
+          cam:
+            source: {uri: pattern, size: 32x24, frames: 3}
+            sinks: [{jsonl: {path: out.jsonl}}]
+        """)
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "hook streamcnn_frame_done (plugins: " in res.stderr
+    assert "raised on frame 1: RuntimeError: hook boom at " in res.stderr and "Traceback" not in res.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+
+
+def test_non_stage_class_marks_the_plugin_failed(tmp_path):
+    write(tmp_path / "bad.py", BAD_STAGES.replace('"floaty": Floaty}', '"floaty": Floaty, "nope": NotAStage}'))
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./bad.py]
+        pipelines:
+          cam: {source: pattern}
+        """)
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "streamcnn_stage_types() registers 'nope' as <class" in res.stderr
+    assert "which is not a subclass of streamcnn.Stage" in res.stderr
+
+
+def test_two_sinks_writing_one_file_is_a_config_error(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          a:
+            source: pattern
+            sinks: [{jsonl: {path: out/same.jsonl}}]
+          b:
+            source: pattern
+            sinks:
+              - jsonl: {path: ./out/../out/same.jsonl}
+        """)
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"{cfg}:8:9: pipelines.b.sinks[0].jsonl: jsonl sink writes {tmp_path / 'out' / 'same.jsonl'}, which the "
+        "jsonl sink of pipeline 'a' (pipelines.a.sinks[0].jsonl, line 4) writes too; give each sink its own path")
+
+
+def test_yaml_conveniences(tmp_path):
+    # `- null: {}` is the null sink; top-level x- keys hold anchors; -p twice runs once
+    cfg = write(tmp_path / "p.yaml", """
+        x-cam: &cam {uri: pattern, size: 16x16, frames: 2}
+        pipelines:
+          a:
+            source: *cam
+            sinks: [{null: {}}, {jsonl: {path: a.jsonl}}]
+        """)
+    res = run_cli("run", str(cfg), "-p", "a", "-p", "a")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("a: 2 frames") == 1
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 2
+
+
+def test_missing_source_points_at_the_pipeline(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          demo:
+            stages: []
+        """)
+    res = run_cli("validate", str(cfg))
+    assert res.stderr.strip() == f"{cfg}:2:3: pipelines.demo.source: missing required key 'source' for pipeline 'demo'"

@@ -5,13 +5,24 @@ then the buffer is closed. A failure to open or a ``read()`` that raises is kept
 (a `SourceError`) and the buffer is closed; the engine reports it.
 
 Live sources (``source.live``) with ``params.reconnect`` are supervised: ``read()`` returning
-None or raising, a failed ``open()``, or no frame for ``params.stall_timeout`` seconds (a
-watchdog: the stuck ``read()`` is abandoned, not waited for) count as an outage. Each outage
-emits exactly one ``disconnected`` event, then the reader reopens the source (``close()`` then
-``open()`` on the same object, see the contract in `streamcnn.api.Source` and
+None (``stream ended``, or ``no frame for … (read timed out)`` when that read waited long) or
+raising, a failed ``open()``, or no frame for ``params.stall_timeout`` seconds (a watchdog:
+``no frame for N s (stall_timeout)``; the stuck ``read()`` is abandoned, not waited for) count
+as an outage. Each outage emits exactly one ``disconnected`` event (logged as ``cannot connect
+to …`` while the source never delivered a frame), then the reader reopens the source
+(``close()`` then ``open()`` on the same object, see the contract in `streamcnn.api.Source` and
 ``streamcnn_plugins.sources``) after ``backoff_initial · 2^k`` seconds, capped at
 ``backoff_max``, until frames flow again, which emits exactly one ``reconnected`` event.
 A live source with ``reconnect: false`` ends (with ``.error`` set) at its first outage.
+
+Stopping: ``stop()`` never blocks. After it the reader starts no new attempt, emits no event
+and logs no outage or reconnect (the read that ``stop()`` interrupts is not an outage).
+``join(timeout)`` waits for the reader thread *and* for every capture thread still inside
+``open()``/``read()`` and the closing of the source, so that a capture is released before the
+process exits (a ``cv2`` capture thread still inside FFmpeg at interpreter exit aborts the
+process); a ``read()`` that returns within its read timeout releases its capture then.
+
+``read()`` may return a third item, a dict merged into ``Frame.meta`` (e.g. ``{"file": …}``).
 
 Frame ``index`` counts frames handed over by the source and is never reset; ``pts`` is the
 source's pts (seconds) or, when it gives None, seconds since the reader started, and is forced
@@ -56,6 +67,7 @@ class _Attempt:
     """One open-and-read session of a live source, run in its own daemon thread."""
 
     def __init__(self, generation: int, started: float) -> None:
+        self.thread: threading.Thread | None = None
         self.generation = generation
         self.started = started  # clock() when the attempt began
         self.opened_at: float | None = None  # clock() when open() returned
@@ -107,6 +119,8 @@ class SourceReader:
         self._sleep = sleep or self._stop.wait
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._helpers: list[threading.Thread] = []  # capture (attempt) and closer threads
+        self._closer: threading.Thread | None = None
         self._t0: float | None = None
         self._last_pts: float | None = None
         self._pts_offset = 0.0  # added to source pts of the current live attempt
@@ -153,21 +167,49 @@ class SourceReader:
         return self.buffer.get(timeout)
 
     def stop(self) -> None:
-        """Stop reading; never blocks (closes the source best-effort in a background thread)."""
-        self._stop.set()
-        self.buffer.close()
+        """Stop reading; never blocks (closes the source best-effort in a background thread).
+
+        No attempt or reconnect starts after it, and no ``disconnected``/``reconnected`` event
+        is emitted."""
         with self._lock:
+            self._stop.set()
             self._generation += 1  # any running attempt is now stale
-        name = f"streamcnn-{self.pipeline}-close"
-        closer = threading.Thread(target=self._close_source, name=name, daemon=True)
-        closer.start()
+            start_closer = self._closer is None
+            if start_closer:
+                name = f"streamcnn-{self.pipeline}-close"
+                self._closer = threading.Thread(target=self._close_source, name=name, daemon=True)
+                self._helpers.append(self._closer)
+        self.buffer.close()
+        if start_closer:
+            assert self._closer is not None
+            self._closer.start()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds for the reader thread; True when it has ended."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait up to ``timeout`` seconds (None: no limit) for the reader thread, every capture
+        thread (a ``read()`` interrupted by ``stop()`` releases its capture when it returns, within
+        its read timeout) and the closing of the source.
+
+        Returns:
+            True when all of them have ended, False when one is still running (e.g. a ``read()``
+            that ignores its timeout; it is abandoned, and releases its capture if it ever returns).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if self._thread is not None:
+            self._thread.join(left())
+            if self._thread.is_alive():
+                return False
+        with self._lock:
+            helpers = list(self._helpers)
+        for thread in helpers:
+            if thread.ident is not None:  # started
+                thread.join(left())
+        with self._lock:
+            self._helpers = [t for t in self._helpers if t.is_alive() or t.ident is None]
+            return not any(t.is_alive() for t in self._helpers)
 
     @property
     def running(self) -> bool:
@@ -185,9 +227,16 @@ class SourceReader:
         return redact(text)
 
     def _emit(self, event: str, detail: dict[str, Any]) -> None:
+        if self._stop.is_set():
+            return  # a stopping reader reports no outage and no reconnect
         detail = {"source": self.source.id, **detail}
-        if event == "disconnected":
+        if event == "disconnected" and detail.get("first_connect"):
+            self.log.warning("cannot connect to %s: %s (will keep retrying with backoff)", self.source.id,
+                             detail.get("reason"))
+        elif event == "disconnected":
             self.log.warning("source %s disconnected: %s", self.source.id, detail.get("reason"))
+        elif detail.get("first_connect"):
+            self.log.info("source %s connected after %.1f s", self.source.id, detail.get("downtime", 0.0))
         else:
             self.log.info("source %s reconnected after %.1f s", self.source.id, detail.get("downtime", 0.0))
         if self._on_event is not None:
@@ -196,7 +245,16 @@ class SourceReader:
             except Exception:  # noqa: BLE001 - a broken listener must not kill the reader
                 self.log.exception("source event listener failed on %r", event)
 
-    def _deliver(self, image: np.ndarray, pts: float | None, generation: int | None = None) -> bool:
+    @staticmethod
+    def _split(item: tuple) -> tuple[np.ndarray, float | None, dict[str, Any] | None]:
+        """``(image, pts)`` or ``(image, pts, meta)`` from ``read()``."""
+        if len(item) == 3:
+            return item[0], item[1], item[2]
+        image, pts = item
+        return image, pts, None
+
+    def _deliver(self, image: np.ndarray, pts: float | None, generation: int | None = None,
+                 meta: dict[str, Any] | None = None) -> bool:
         """Stamp and buffer one frame; False when reading must stop (closed, stopped or stale)."""
         with self._lock:
             if self._stop.is_set() or (generation is not None and generation != self._generation):
@@ -210,6 +268,8 @@ class SourceReader:
                 value = self._last_pts + PTS_EPSILON
             self._last_pts = value
             frame = Frame(image, self.frames, value, source=self.source.id, capture_time=time.time())
+            if meta:
+                frame.meta.update(meta)
             self.frames += 1
         return self.buffer.put(frame)
 
@@ -242,40 +302,61 @@ class SourceReader:
             if item is None:
                 self.log.info("source %s ended after %d frames", self.source.id, self.frames)
                 return
-            if not self._deliver(*item):
+            image, pts, meta = self._split(item)
+            if not self._deliver(image, pts, None, meta):
                 return
 
     # live ------------------------------------------------------------------------------------
-    def _start_attempt(self) -> _Attempt:
+    def _start_attempt(self) -> _Attempt | None:
+        """Start an open-and-read attempt in a capture thread; None once ``stop()`` was called."""
         with self._lock:
+            if self._stop.is_set():
+                return None
             self._generation += 1
             attempt = _Attempt(self._generation, self._clock())
-        threading.Thread(
-            target=self._attempt_loop, args=(attempt,), name=f"streamcnn-{self.pipeline}-capture", daemon=True
-        ).start()
+            attempt.thread = threading.Thread(
+                target=self._attempt_loop, args=(attempt,), name=f"streamcnn-{self.pipeline}-capture", daemon=True
+            )
+            self._helpers = [t for t in self._helpers if t.is_alive()] + [attempt.thread]
+            attempt.thread.start()
         return attempt
+
+    def _current(self, attempt: _Attempt) -> bool:
+        return not self._stop.is_set() and attempt.generation == self._generation
 
     def _attempt_loop(self, attempt: _Attempt) -> None:
         """Open the source and read it until failure, stop, or being abandoned (stale generation)."""
+        stall = float(self.source.params.stall_timeout)
+        slow_read = min(1.0, stall / 2)  # a read() that returns None after this long timed out
         try:
+            with self._lock:
+                if not self._current(attempt):
+                    return
             try:
                 self.source.open()
             except Exception as exc:  # noqa: BLE001
-                attempt.failure = f"open failed: {self._describe(exc)}"
+                text = self._describe(exc)
+                attempt.failure = text if isinstance(exc, SourceError) else f"open failed: {text}"
                 return
             attempt.opened_at = self._clock()
             self._fps = self.source.fps or self._fps
             first = True
-            while not self._stop.is_set() and attempt.generation == self._generation:
+            while self._current(attempt):
+                began = self._clock()
                 try:
                     item = self.source.read()
                 except Exception as exc:  # noqa: BLE001
                     attempt.failure = f"read failed: {self._describe(exc)}"
                     return
                 if item is None:
-                    attempt.failure = "stream ended or read failed"
+                    waited = self._clock() - began
+                    if waited >= slow_read:
+                        since = self._clock() - (attempt.last_frame or attempt.opened_at or began)
+                        attempt.failure = f"no frame for {since:.1f} s (read timed out)"
+                    else:
+                        attempt.failure = "stream ended"
                     return
-                image, pts = item
+                image, pts, meta = self._split(item)
                 if first and pts is not None:
                     with self._lock:  # map this attempt's source clock onto the reader's timeline
                         if attempt.generation == self._generation and self._last_pts is not None:
@@ -285,12 +366,16 @@ class SourceReader:
                 attempt.frames += 1
                 attempt.busy = True  # a put() blocked by backpressure is not a stall
                 try:
-                    if not self._deliver(image, pts, attempt.generation):
+                    if not self._deliver(image, pts, attempt.generation, meta):
                         return
                 finally:
                     attempt.last_frame = self._clock()
                     attempt.busy = False
         finally:
+            if self._stop.is_set():
+                # stop()'s closer may have run before this open() returned: release here too,
+                # in this thread, before join() reports the reader ended
+                self._close_source()
             attempt.done.set()
 
     def _watch(self, attempt: _Attempt, stall: float, open_limit: float, on_first_frame) -> str | None:
@@ -299,6 +384,8 @@ class SourceReader:
         announced = False
         while not self._stop.is_set():
             if attempt.done.wait(poll):
+                if self._stop.is_set():
+                    return None  # the read that stop() interrupted is not an outage
                 if attempt.frames and not announced:
                     on_first_frame()
                 return attempt.failure or "stream ended"
@@ -312,7 +399,7 @@ class SourceReader:
             else:
                 since = attempt.last_frame if attempt.last_frame is not None else attempt.opened_at
                 if not attempt.busy and now - since > stall:
-                    return f"no frame for {stall:g} s"
+                    return f"no frame for {stall:g} s (stall_timeout)"
         return None
 
     def _run_live(self) -> None:
@@ -327,22 +414,26 @@ class SourceReader:
 
         def on_first_frame() -> None:
             nonlocal delays, down_since, tries
-            if down_since is not None:
+            if down_since is not None and not self._stop.is_set():
                 self.reconnects += 1
                 self._emit("reconnected", {"downtime": self._clock() - down_since, "attempts": tries,
-                                           "index": self.frames})
+                                           "index": self.frames, "first_connect": not state["connected_once"]})
             delays, down_since, tries = None, None, 0
             state["connected_once"] = True
 
         while not self._stop.is_set():
             attempt = self._start_attempt()
+            if attempt is None:
+                return  # stopped
             tries += 1
             reason = self._watch(attempt, stall, open_limit, on_first_frame)
-            if reason is None:
+            if reason is None or self._stop.is_set():
                 return
             with self._lock:
                 self._generation += 1  # abandon the attempt: a late frame from it is dropped
             self._close_source()  # never blocks; a stuck read() releases its capture on return
+            if self._stop.is_set():
+                return
             self.last_error = reason
             if not reconnect:
                 self.error = SourceError(f"source {self.source.id}: {reason}")
@@ -357,6 +448,9 @@ class SourceReader:
                 self.log.debug("source %s still down (try %d): %s", self.source.id, tries, reason)
             assert delays is not None
             delay = next(delays)
-            self.log.info("reconnecting to %s in %g s", self.source.id, delay)
+            if self._stop.is_set():
+                return
+            verb = "reconnecting to" if state["connected_once"] else "retrying"
+            self.log.info("%s %s in %g s", verb, self.source.id, delay)
             if self._sleep(delay) or self._stop.is_set():
                 return
