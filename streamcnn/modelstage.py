@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import onnxruntime as ort
 from pydantic import field_validator
 
+from ._ortcheck import installed_ort_distributions
 from .api import Context, Field, Params, Stage
 from .models import check_model, resolve_model
-from .runtime import ModelSession, get_session, parse_device
+from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 
 
 class DeviceParams(Params):
@@ -25,7 +27,12 @@ class DeviceParams(Params):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        parse_device(v)  # ValueError listing the accepted forms
+        kind, _ = parse_device(v)  # ValueError listing the accepted forms
+        if kind == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(
+                f"device {v!r} needs the GPU build of ONNX Runtime, but the installed one has no "
+                f"CUDAExecutionProvider ({', '.join(installed_ort_distributions())}). To fix: {GPU_FIX}"
+            )
         return v
 
 

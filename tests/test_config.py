@@ -213,3 +213,37 @@ def test_cli_validate_ok(tmp_path):
     res = run_cli("validate", str(path))
     assert res.returncode == 0, res.stderr
     assert "demo: pattern pattern → edges → null" in res.stdout
+
+
+def test_device_errors_at_validation(tmp_path):
+    import onnxruntime as ort
+
+    path = write(tmp_path, """
+        pipelines:
+          demo:
+            source: pattern
+            stages: [{edges: {device: gpu}}]
+        """)
+    assert errors_of(path) == (f"{path}:4:31: pipelines.demo.stages[0].edges.device: device 'gpu' is not valid; "
+                               "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:1)")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("the GPU build of ONNX Runtime is installed")
+    path.write_text(path.read_text().replace("gpu", "cuda:1"))
+    msg = errors_of(path)
+    assert msg.startswith(f"{path}:4:31: pipelines.demo.stages[0].edges.device: device 'cuda:1' needs the GPU "
+                          "build of ONNX Runtime, but the installed one has no CUDAExecutionProvider (onnxruntime). "
+                          "To fix: install the GPU build of ONNX Runtime: pip uninstall -y onnxruntime onnxruntime-gpu")
+
+
+def test_indentation_hint_and_error_order(tmp_path):
+    path = write(tmp_path, "pipelines:\n  demo:\n    source: pattern\n     stages: []\n")
+    assert errors_of(path) == (f"{path}:4:12: invalid YAML: mapping values are not allowed here (usually wrong "
+                               "indentation: compare this line with the one above)")
+    path = write(tmp_path, """
+        pipelines:
+          demo:
+            source: pattern
+            stages: [{edges: {stride: 0, kernel: nope}}]
+        """)
+    lines = errors_of(path).splitlines()
+    assert [ln.split(": ")[0] for ln in lines] == [f"{path}:4:31", f"{path}:4:42"]
