@@ -176,8 +176,10 @@ def models_cmd() -> None:
     click.echo("  ".join(h.ljust(w) for h, w in zip(heads, widths + [0])).rstrip())
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths + [0])).rstrip())
-    click.echo(f"\nsearched: STREAMCNN_ASSETS folders (flat, models/, media/), then the cache {cache_dir()}; "
-               "missing files are downloaded on first use (sha256-checked) unless STREAMCNN_OFFLINE=1")
+    assets = os.environ.get("STREAMCNN_ASSETS") or "not set"
+    click.echo(f"\nsearched: STREAMCNN_ASSETS folders (flat, models/, media/; now: {assets}), then the cache "
+               f"{cache_dir()} (STREAMCNN_CACHE); missing files are downloaded on first use (sha256-checked) "
+               "unless STREAMCNN_OFFLINE=1")
 
 
 from .cli_faces import faces  # noqa: E402  (sub-command group, issue 4)
