@@ -1,7 +1,9 @@
 """Built-in stage ``annotate``: draws ``frame.detections`` onto ``frame.image`` for video sinks.
 
 Boxes in a colour per class, a label ``name conf`` (or ``identity similarity`` when a recogniser
-set identities) on a filled background so it stays readable, and landmarks as dots.
+set identities) on a filled background so it stays readable, and landmarks as dots. All boxes are
+drawn before any label, labels in increasing confidence (the best one ends on top where labels
+overlap), each moved inside the image rather than cut at its edge.
 """
 
 from __future__ import annotations
@@ -40,26 +42,53 @@ class AnnotateStage(Stage):
         if not img.flags.writeable:
             img = frame.image = img.copy()
         p = self.params
-        names = det.class_name
-        for i in range(len(det)):
+        colors = [class_color(int(c)) for c in det.class_id]
+        for i in range(len(det)):  # boxes and landmarks first, so no box line crosses a label
             x1, y1, x2, y2 = (int(round(v)) for v in det.xyxy[i])
-            color = class_color(int(det.class_id[i]))
-            cv2.rectangle(img, (x1, y1), (x2, y2), color, p.thickness, cv2.LINE_AA)
+            cv2.rectangle(img, (x1, y1), (x2, y2), colors[i], p.thickness, cv2.LINE_AA)
             if p.landmarks and det.landmarks is not None:
                 for x, y in det.landmarks[i]:
-                    cv2.circle(img, (int(round(x)), int(round(y))), max(1, p.thickness), color, -1, cv2.LINE_AA)
-            if p.labels:
-                if det.identity is not None:
-                    sim = f" {det.similarity[i]:.2f}" if det.similarity is not None else ""
-                    text = f"{det.identity[i]}{sim}"
-                else:
-                    text = f"{names[i]} {det.conf[i]:.2f}"
-                (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, p.font_scale, 1)
-                ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4
-                cv2.rectangle(img, (x1, ty - th - 3), (x1 + tw + 4, ty + base - 1), color, -1)
-                cv2.putText(img, text, (x1 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, p.font_scale, (0, 0, 0), 1,
-                            cv2.LINE_AA)
+                    cv2.circle(img, (int(round(x)), int(round(y))), max(1, p.thickness), colors[i], -1, cv2.LINE_AA)
+        if not p.labels:
+            return frame
+        names = det.class_name
+        # labels last, in increasing confidence: where labels overlap, the most confident is on top
+        for i in np.argsort(det.conf, kind="stable"):
+            if det.identity is not None:
+                sim = f" {det.similarity[i]:.2f}" if det.similarity is not None else ""
+                text = f"{det.identity[i]}{sim}"
+            else:
+                text = f"{names[i]} {det.conf[i]:.2f}"
+            x1, y1 = (int(round(v)) for v in det.xyxy[i, :2])
+            draw_label(img, text, x1, y1, colors[i], p.font_scale)
         return frame
+
+
+def label_box(text: str, x1: int, y1: int, width: int, height: int, font_scale: float = 0.5,
+              ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """Where the label of a box with top-left corner (``x1``, ``y1``) goes in a ``width×height`` image.
+
+    Above the box when there is room, else just inside its top edge; then moved (never cut) to lie
+    inside the image (unless the label is larger than the image).
+
+    Returns:
+        ``(lx1, ly1, lx2, ly2)`` the filled background, inclusive pixel corners, and the text origin.
+    """
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    lw, lh = tw + 5, th + base + 3
+    ly = y1 - lh if y1 - lh >= 0 else y1
+    lx = max(0, min(x1, width - lw))
+    ly = max(0, min(ly, height - lh))
+    return (lx, ly, lx + lw - 1, ly + lh - 1), (lx + 2, ly + th + 2)
+
+
+def draw_label(img: np.ndarray, text: str, x1: int, y1: int, color: tuple[int, int, int],
+               font_scale: float = 0.5) -> tuple[int, int, int, int]:
+    """Draw ``text`` in black on a filled ``color`` box placed by `label_box`; returns the box."""
+    box, org = label_box(text, x1, y1, img.shape[1], img.shape[0], font_scale)
+    cv2.rectangle(img, box[:2], box[2:], color, -1)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return box
 
 
 @hookimpl

@@ -1,27 +1,33 @@
-"""Built-in sinks: ``video`` (mp4 file), ``jsonl`` (one JSON record per frame), ``display``
-(OpenCV window) and ``null``. Registered through the ``streamcnn`` entry-point group like any
-third-party plugin.
+"""Built-in sinks: ``video`` (mp4 file), ``jsonl`` (one JSON record per frame), ``images`` (one
+image file per frame), ``display`` (OpenCV window) and ``null``. Registered through the
+``streamcnn`` entry-point group like any third-party plugin.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import string
 import sys
+from pathlib import Path
 from typing import IO
 
 import cv2
 
 from streamcnn import Context, Field, Frame, Params, Sink, StreamcnnError, hookimpl
+from streamcnn.config import suggest
+
+MIN_VIDEO_SIDE = 2  # pixels: FFmpeg encoders refuse 1-pixel-wide or -high frames
 
 
 class VideoSink(Sink):
     """Writes every processed frame to a video file at the source's frame rate.
 
     The writer opens on the first frame (its size fixes the output size; later frames of another
-    size are resized to it). mp4 files use the ``mp4v`` codec: the OpenCV wheels have no H.264
-    encoder (shared/research/deps.md, section 2.2). ``close`` finalises the container, so the
-    file plays after Ctrl-C or SIGTERM.
+    size are resized to it, with one warning the first time). Frames under 2×2 pixels cannot be
+    encoded: the sink says so instead of blaming the codec. mp4 files use the ``mp4v`` codec: the
+    OpenCV wheels have no H.264 encoder (shared/research/deps.md, section 2.2). ``close``
+    finalises the container, so the file plays after Ctrl-C or SIGTERM.
     """
 
     class Params(Params):
@@ -37,21 +43,37 @@ class VideoSink(Sink):
         self.size: tuple[int, int] | None = None
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
+        self.resized = False  # warned once about a frame of another size
 
     def write(self, frame: Frame) -> None:
         image = frame.image
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
+            if min(self.size) < MIN_VIDEO_SIDE:
+                raise StreamcnnError(
+                    f"video sink: frame {frame.index} is {self.size[0]}×{self.size[1]} pixels, too small to encode "
+                    f"as video {self.path.name}: encoders need at least {MIN_VIDEO_SIDE}×{MIN_VIDEO_SIDE} pixels "
+                    "(and even sizes for some codecs). Make the frames larger (e.g. a smaller `stride` for "
+                    "edges) or write them with the 'images' sink"
+                )
             fourcc = cv2.VideoWriter.fourcc(*self.params.fourcc)
             self.writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, fourcc, self.fps, self.size)
             if not self.writer.isOpened():
+                odd = (" Odd sizes fail with some codecs: try an even width and height."
+                       if self.size[0] % 2 or self.size[1] % 2 else "")
                 raise StreamcnnError(
                     f"video sink: cannot open {self.path} for writing with codec {self.params.fourcc!r} "
                     f"({self.size[0]}x{self.size[1]} @ {self.fps:g} fps); mp4v (.mp4), MJPG (.avi) and "
-                    "VP80 (.webm) work with the OpenCV wheels"
+                    "VP80 (.webm) work with the OpenCV wheels." + odd
                 )
             self.ctx.log.info("writing %s (%dx%d, %g fps)", self.path, *self.size, self.fps)
         if (image.shape[1], image.shape[0]) != self.size:
+            if not self.resized:
+                self.resized = True
+                self.ctx.log.warning(
+                    "video sink: frame %d is %d×%d, the video is %d×%d: resized (this and any later frames of "
+                    "another size)", frame.index, image.shape[1], image.shape[0], *self.size,
+                )
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image)
         self.frames += 1
@@ -65,7 +87,8 @@ class VideoSink(Sink):
 class JsonlSink(Sink):
     """One JSON object per line and per frame:
     ``{"pipeline", "source", "index", "pts" (s), "capture_time" (epoch s), "width", "height",
-    "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``.
+    "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``, plus
+    ``"file"`` (the image's path) when the source set ``frame.meta["file"]`` (the images source).
 
     Each line is written and flushed whole, so the last line is complete after Ctrl-C.
     """
@@ -91,6 +114,9 @@ class JsonlSink(Sink):
             "height": frame.height,
             "detections": frame.detections.to_records(),
         }
+        file = frame.meta.get("file")
+        if isinstance(file, str):
+            record["file"] = file
         assert self.fh is not None
         self.fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.fh.flush()
@@ -101,6 +127,97 @@ class JsonlSink(Sink):
             os.fsync(self.fh.fileno())
             self.fh.close()
             self.fh = None
+
+
+class ImagesSink(Sink):
+    """Writes every processed frame as an image file, named by a pattern.
+
+    ``path`` is a Python format pattern with the fields ``{index}`` (the frame index) and
+    ``{pipeline}``, e.g. ``out/{pipeline}/{index:06d}.png``; the extension picks the format
+    (.jpg, .png, .webp, .bmp ...). Folders are created. A pattern without ``{index}`` writes
+    every frame to the same file, so it is refused unless ``overwrite: true`` (a "latest
+    snapshot" file, replaced atomically so a reader never sees half an image).
+    """
+
+    class Params(Params):
+        path: str = Field("out/frames/{index:06d}.jpg",
+                          description="file name pattern with {index} and optionally {pipeline}; folders are created")
+        quality: int = Field(95, ge=0, le=100, description="JPEG (and WebP) quality, 0-100")
+        overwrite: bool = Field(False, description="allow a path without {index}: each frame replaces the last")
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        problem = image_pattern_problem(params.path, params.overwrite)
+        if problem:
+            raise ValueError(problem)
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        problem = image_pattern_problem(params.path, params.overwrite)
+        if problem:
+            raise StreamcnnError(f"images sink: {problem}")
+        ext = os.path.splitext(params.path.format(index=0, pipeline=ctx.pipeline))[1].lower()
+        if ext in (".jpg", ".jpeg", ".jpe"):
+            self.flags = [cv2.IMWRITE_JPEG_QUALITY, params.quality]
+        elif ext == ".webp":
+            self.flags = [cv2.IMWRITE_WEBP_QUALITY, max(1, params.quality)]
+        else:
+            self.flags = []
+        self.snapshot = "index" not in _pattern_fields(params.path)
+        self.folders: set[Path] = set()
+        self.frames = 0
+
+    def write(self, frame: Frame) -> None:
+        path = self.ctx.resolve(self.params.path.format(index=frame.index, pipeline=self.ctx.pipeline))
+        if path.parent not in self.folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.folders.add(path.parent)
+        target = path.with_name(f".{path.stem}.tmp{path.suffix}") if self.snapshot else path
+        try:
+            ok = cv2.imwrite(str(target), frame.image, self.flags)
+        except cv2.error as exc:
+            raise StreamcnnError(f"images sink: cannot write {path}: {exc}") from None
+        if not ok:
+            raise StreamcnnError(f"images sink: cannot write {path} (OpenCV's imwrite failed)")
+        if self.snapshot:
+            os.replace(target, path)
+        if self.frames == 0:
+            self.ctx.log.info("writing frames as %s", self.ctx.resolve(self.params.path))
+        self.frames += 1
+
+
+def _pattern_fields(pattern: str) -> set[str]:
+    """Field names used in a format pattern (``{index:06d}`` → ``index``); ValueError when malformed."""
+    fields = set()
+    for _, name, _, _ in string.Formatter().parse(pattern):
+        if name is not None:
+            fields.add(name.split(".")[0].split("[")[0])
+    return fields
+
+
+def image_pattern_problem(pattern: str, overwrite: bool = False) -> str | None:
+    """What is wrong with an ``images`` sink path pattern, or None."""
+    example = "e.g. out/frames/{index:06d}.jpg"
+    try:
+        fields = _pattern_fields(pattern)
+    except ValueError as exc:
+        return f"path {pattern!r} is not a valid pattern ({exc}); write fields as {{index}}, {example}"
+    unknown = sorted(fields - {"index", "pipeline"})
+    if unknown:
+        hints = "".join(suggest(f, ["index", "pipeline"]) for f in unknown[:1])
+        what = ", ".join("{" + f + "}" if f else "{}" for f in unknown)
+        return f"path {pattern!r} uses {what}{hints}; the fields are {{index}} and {{pipeline}} ({example})"
+    try:
+        sample = pattern.format(index=0, pipeline="p")
+    except (ValueError, KeyError, IndexError) as exc:
+        return f"path {pattern!r} is not a valid pattern ({exc}); {example}"
+    if "index" not in fields and not overwrite:
+        return (f"path {pattern!r} has no {{index}}: every frame would overwrite the last one. Add {{index}} "
+                f"({example}), or set overwrite: true to keep only the latest frame (a snapshot)")
+    if not cv2.haveImageWriter(sample):
+        ext = os.path.splitext(sample)[1] or "(no extension)"
+        return f"path {pattern!r}: OpenCV cannot write {ext} images; use .jpg, .png, .webp or .bmp"
+    return None
 
 
 GUI_HELP = (
@@ -162,7 +279,7 @@ class NullSink(Sink):
 
 @hookimpl
 def streamcnn_sink_types() -> dict[str, type[Sink]]:
-    return {"video": VideoSink, "jsonl": JsonlSink, "display": DisplaySink, "null": NullSink}
+    return {"video": VideoSink, "jsonl": JsonlSink, "images": ImagesSink, "display": DisplaySink, "null": NullSink}
 
 
-__all__ = ["DisplaySink", "JsonlSink", "NullSink", "VideoSink"]
+__all__ = ["DisplaySink", "ImagesSink", "JsonlSink", "NullSink", "VideoSink"]

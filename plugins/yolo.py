@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 from importlib import resources
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from streamcnn import Context, Detections, Field, Frame, Stage, hookimpl
+from streamcnn.config import suggest
+from streamcnn.errors import StreamcnnError
+from streamcnn.models import find_local, lookup
 from streamcnn.modelstage import ModelParams, ModelStage
 from streamcnn.ops import letterbox
 from streamcnn.ops.yolo import (
@@ -31,6 +36,7 @@ from streamcnn.ops.yolo import (
     make_grid,
     select,
 )
+from streamcnn.runtime import format_shape
 
 log = logging.getLogger("streamcnn.yolo")
 
@@ -44,6 +50,205 @@ def coco80() -> list[str]:
     return [x for x in text.splitlines() if x]
 
 
+# -- head shapes -------------------------------------------------------------------------------
+# What each format's output looks like, so a wrong `format` or a non-YOLO model fails at start-up
+# with one clear message instead of on every frame. Dynamic dims (None or a name) fit any size.
+_FAMILY_STAGE = {"face_detect": "face_detect", "landmarks": "landmarks", "embedding": "face_recognize",
+                 "style": "style"}
+
+
+def _cells(w: int, h: int, strides: list[int]) -> int:
+    """Grid cells over all levels for a ``w×h`` input."""
+    return sum(math.ceil(h / s) * math.ceil(w / s) for s in strides)
+
+
+def _eq(d: Any, v: int) -> bool:
+    return not isinstance(d, int) or d == v
+
+
+def _ge(d: Any, v: int) -> bool:
+    return not isinstance(d, int) or d >= v
+
+
+def _in(d: Any, values: set[int]) -> bool:
+    return not isinstance(d, int) or d in values
+
+
+def _row_counts(w: int, h: int, strides: list[int], per_cell: int = 1) -> set[int]:
+    """Row counts a decoded head may have: for the strides in use and the standard P5/P6 sets."""
+    return {per_cell * _cells(w, h, s) for s in (list(strides), [8, 16, 32], [8, 16, 32, 64])}
+
+
+def _rows_cols(shape: tuple) -> tuple[Any, Any] | None:
+    """(rows, cols) of a ``(1, rows, cols)`` or ``(rows, cols)`` output, else None."""
+    if len(shape) == 2 or (len(shape) == 3 and _eq(shape[0], 1)):
+        return shape[-2], shape[-1]
+    return None
+
+
+def head_fit(
+    fmt: str, shapes: list[tuple], w: int, h: int, strides: list[int], per_cell: int | None = None,
+) -> tuple[str | None, int | None]:
+    """Check the declared output shapes of a model against head format ``fmt`` at a ``w×h`` input.
+
+    Args:
+        shapes: the model's output shapes in output order (ints, or None/str for dynamic dims).
+        strides: the strides in use; per_cell: anchors per cell (None when not known).
+
+    Returns:
+        ``(None, C)`` when the shapes fit (C: the class count the shape implies, None when a
+        dynamic dim hides it), or ``(expected, None)`` describing what ``fmt`` needs.
+    """
+    s0 = shapes[0] if shapes else ()
+    rc = _rows_cols(s0)
+    cells = _cells(w, h, strides)
+
+    def classes(d: Any, extra: int) -> int | None:
+        return d - extra if isinstance(d, int) else None
+
+    if fmt == "yolox":
+        if rc and _eq(rc[0], cells) and _ge(rc[1], 6):
+            return None, classes(rc[1], 5)
+        return f"(1, {cells}, 5+C)", None
+    if fmt == "v8":
+        ok = len(s0) == 3 and _eq(s0[0], 1) and _ge(s0[1], 5) and _in(s0[2], _row_counts(w, h, strides))
+        if ok and not (isinstance(s0[1], int) and isinstance(s0[2], int) and s0[1] >= s0[2]):
+            return None, classes(s0[1], 4)
+        return f"(1, 4+C, {cells})", None
+    if fmt == "v5":
+        a = per_cell or 3
+        if rc and _in(rc[0], _row_counts(w, h, strides, a)) and _ge(rc[1], 6):
+            return None, classes(rc[1], 5)
+        return f"(1, {a * cells}, 5+C)", None
+    if fmt == "fastestv2":
+        a = per_cell or 3
+        if rc and _eq(rc[0], cells) and _ge(rc[1], 5 * a + 1):
+            return None, classes(rc[1], 5 * a)
+        return f"({cells}, 5·{a}+C)", None
+    if fmt in ("v5-raw", "v3"):
+        a = per_cell
+        levels = [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
+        expected = (f"(1, {a * cells if a else f'A·{cells}'}, 5+C), or one output per stride {list(strides)}: "
+                    + ", ".join(f"(1, {a or 'A'}·(5+C), {gh}, {gw})" for gh, gw in levels))
+        if len(shapes) == 1 and rc is not None:
+            rows_ok = _eq(rc[0], a * cells) if a else (not isinstance(rc[0], int) or rc[0] % cells == 0)
+            return (None, classes(rc[1], 5)) if rows_ok and _ge(rc[1], 6) else (expected, None)
+        if len(shapes) != len(strides):
+            return expected, None
+        ks: set[int] = set()
+        for shape, (gh, gw) in zip(shapes, levels):
+            if len(shape) == 4 and _eq(shape[0], 1) and _eq(shape[2], gh) and _eq(shape[3], gw):
+                ch = shape[1]
+                if isinstance(ch, int) and a:
+                    if ch % a or ch // a < 6:
+                        return expected, None
+                    ks.add(ch // a)
+                elif isinstance(ch, int) and ch < 6:
+                    return expected, None
+            elif len(shape) == 5 and _eq(shape[0], 1) and (not a or _eq(shape[1], a)) and _eq(shape[2], gh) \
+                    and _eq(shape[3], gw) and _ge(shape[4], 6):
+                if isinstance(shape[4], int):
+                    ks.add(shape[4])
+            else:
+                return expected, None
+        if len(ks) > 1:
+            return expected, None
+        return None, (ks.pop() - 5 if ks else None)
+    return f"one of the formats {', '.join(FORMATS)}", None
+
+
+def guess_formats(shapes: list[tuple], w: int, h: int) -> list[str]:
+    """Formats whose usual layout (standard strides, 3 anchors) the fully fixed ``shapes`` fit."""
+    if not shapes or not all(isinstance(d, int) for s in shapes for d in s):
+        return []
+    tries = [("v8", [8, 16, 32]), ("yolox", [8, 16, 32]), ("v5", [8, 16, 32]), ("fastestv2", [16, 32]),
+             ("v3", [8, 16, 32]), ("v3", [16, 32])]
+    found: list[str] = []
+    for fmt, strides in tries:
+        if head_fit(fmt, shapes, w, h, strides, 3)[0] is None:
+            if fmt == "v3":  # same layouts
+                found += [f for f in ("v3", "v5-raw") if f not in found]
+            elif fmt not in found:
+                found.append(fmt)
+    if "v5" in found and "v5-raw" not in found:  # the decoded and the raw concatenated export look alike
+        found.append("v5-raw")
+    return found
+
+
+def _or(items: list[str]) -> str:
+    quoted = [repr(x) for x in items]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+# -- class names -------------------------------------------------------------------------------
+def read_names(path: Path, error: type[Exception] = ValueError) -> list[str]:
+    """Class names from a file, one per line (blank lines ignored); ``error`` when missing or empty."""
+    if not path.is_file():
+        raise error(f"names file {path} not found")
+    names = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    if not names:
+        raise error(f"names file {path} has no names (expected one class name per line)")
+    return names
+
+
+def names_from_meta(meta: dict[str, str]) -> list[str] | None:
+    """The Ultralytics ``names`` metadata (``{0: 'person', ...}`` or a list) as a list, else None."""
+    if "names" not in meta:
+        return None
+    try:
+        names = ast.literal_eval(meta["names"])
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    return None
+
+
+def _file_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props, read without a session (cheap; {} when unreadable)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a broken model file is reported when the session loads
+        return {}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def class_indices(classes: list[int | str], names: list[str], origin: str, count: int | None = None) -> list[int]:
+    """``classes`` (ids or names) as ids.
+
+    Raises:
+        ValueError: naming every unknown name (each with a did-you-mean) and every id outside
+            ``0..count-1`` (``count`` defaults to ``len(names)``); ``origin`` says where the names came from.
+    """
+    count = len(names) if count is None else count
+    ids: list[int] = []
+    unknown: list[str] = []
+    bad_ids: list[int] = []
+    for c in classes:
+        if isinstance(c, str) and c.strip().lstrip("-").isdigit() and c not in names:
+            c = int(c)
+        if isinstance(c, int):
+            (ids if 0 <= c < count else bad_ids).append(c)
+        elif c in names:
+            ids.append(names.index(c))
+        else:
+            unknown.append(c)
+    problems = []
+    if unknown:
+        which = "; ".join(f"{c!r}{suggest(c, names)}" for c in unknown)
+        problems.append(f"unknown class name{'s' if len(unknown) > 1 else ''} in `classes`: {which}")
+    if bad_ids:
+        problems.append(f"class id{'s' if len(bad_ids) > 1 else ''} {', '.join(map(str, bad_ids))} in `classes` "
+                        f"out of range 0..{count - 1}")
+    if problems:
+        raise ValueError("; ".join(problems) + f" ({count} classes, names from {origin})")
+    return ids
+
+
+
 class YoloStage(ModelStage):
     """Detect objects; writes ``frame.detections`` (xyxy in frame pixels, conf, class_id, names).
 
@@ -52,8 +257,11 @@ class YoloStage(ModelStage):
     ``v5-raw`` (anchor grid, YOLOv5 rule), ``v3`` (anchor grid, YOLOv3/v2 rule),
     ``fastestv2`` (Yolo-FastestV2 cell rows).
 
-    Raises (at start-up): ModelNotFoundError, StreamcnnError for an unknown format or a model
-    whose input does not match ``imgsz``.
+    Raises (at validate, from `check`): ModelNotFoundError, ValueError for a missing ``names``
+    file, unknown class names or out-of-range class ids in ``classes``.
+    Raises (at start-up): ModelNotFoundError, StreamcnnError for an unknown format, a model whose
+    declared outputs do not fit ``format`` (with the format they look like), a format that needs
+    ``anchors`` without them, or a ``names`` file whose length differs from the model's class count.
     """
 
     class Params(ModelParams):
@@ -73,6 +281,32 @@ class YoloStage(ModelStage):
         scale: float | None = Field(None, gt=0, description="pixel multiplier, e.g. 1/255")
         logits: bool | None = Field(None, description="head emits logits (σ applied by the decoder)")
 
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        """At validate time: the model file, the ``names`` file, and every entry of ``classes``.
+
+        Class names come from the ``names`` file, else the model's Ultralytics metadata when
+        the model file is local, else COCO-80.
+
+        Raises:
+            ModelNotFoundError; ValueError for a missing names file, unknown class names (all of
+            them, each with a did-you-mean) and class ids out of range.
+        """
+        super().check(params, ctx)
+        if params.names:
+            names = read_names(ctx.resolve(params.names))
+            origin = f"names file {ctx.resolve(params.names)}"
+        else:
+            names, origin = None, ""
+            path, _ = find_local(params.model, ctx.config_dir)
+            if path is not None:
+                names = names_from_meta(_file_metadata(path))
+                origin = f"metadata of {path.name}"
+            if names is None:
+                names, origin = coco80(), "COCO-80"
+        if params.classes is not None:
+            class_indices(params.classes, names, origin)
+
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         self.session, reg = self.load_model()
@@ -86,6 +320,11 @@ class YoloStage(ModelStage):
             return value if value is not None else reg.get(key, default)
 
         fmt = params.format if params.format != "auto" else reg.get("format") or self._guess_format(meta)
+        if fmt not in FORMATS:
+            raise StreamcnnError(
+                f"stage '{ctx.name}': model {self.session.name} has format {fmt!r} in the model registry, "
+                f"which the yolo stage cannot decode (formats: {', '.join(FORMATS)}){self._family_hint()}"
+            )
         self.format = fmt
         size = params.imgsz or reg.get("imgsz") or _meta_imgsz(meta)
         if isinstance(size, int):
@@ -108,11 +347,10 @@ class YoloStage(ModelStage):
         self.logits = bool(pick("logits", fmt in ("v5-raw", "v3")))
         strides = pick("strides") or _meta_strides(meta) or [8, 16, 32]
         anchors = pick("anchors")
+        num_classes = self._check_head(fmt, list(strides), len(anchors[0]) if anchors else None)
         self.grid: Grid | None = None
         if fmt in ("yolox", "v5-raw", "v3", "fastestv2"):
             if fmt != "yolox" and anchors is None:
-                from streamcnn.errors import StreamcnnError
-
                 raise StreamcnnError(
                     f"stage '{ctx.name}': format {fmt!r} needs `anchors` (per level, (w, h) in input pixels) "
                     f"for {self.session.name}"
@@ -120,49 +358,87 @@ class YoloStage(ModelStage):
             self.grid = make_grid(self.net_w, self.net_h, list(strides), anchors,
                                   anchor_major=fmt != "fastestv2")
         self.num_anchors = len(anchors[0]) if anchors else 1
-        self.names = self._names(meta)
+        self.names = self._names(meta, num_classes)
         keep = params.classes
-        self.keep_classes = None if keep is None else np.array([self._class_index(c) for c in keep], np.int64)
+        count = num_classes or len(self.names)
+        origin = f"{self.session.name} ({count} classes)" if num_classes else self._names_origin
+        self.keep_classes = None if keep is None else np.array(
+            class_indices(keep, self.names, origin, count), np.int64)
         ctx.log.info(
             "stage '%s': %s format=%s input %dx%d %s resize=%s", ctx.name, self.session.name, fmt,
             self.net_w, self.net_h, self.color.upper(), self.resize,
         )
 
     # -- set-up helpers --------------------------------------------------------------------
+    def _family_hint(self) -> str:
+        entry = lookup(self.params.model)
+        if entry is None or entry.family in ("", "yolo"):
+            return ""
+        stage = _FAMILY_STAGE.get(entry.family)
+        use = f": use the '{stage}' stage" if stage else ""
+        return f"; the registry lists {entry.name} as a '{entry.family}' model, not a YOLO detector{use}"
+
+    def _check_head(self, fmt: str, strides: list[int], per_cell: int | None) -> int | None:
+        """Raise StreamcnnError when the declared outputs do not fit ``fmt``; return the class count."""
+        outs = self.session.outputs
+        shapes = [tuple(o.shape) for o in outs]
+        expected, num_classes = head_fit(fmt, shapes, self.net_w, self.net_h, strides, per_cell)
+        if expected is None:
+            return num_classes
+        if fmt in ("v5-raw", "v3") and len(outs) > 1:
+            shown = ", ".join(f"'{o.name}' {format_shape(o.shape)}" for o in outs[:4])
+            what = f"outputs {shown}{', …' if len(outs) > 4 else ''}"
+        else:
+            what = f"output '{outs[0].name}' {format_shape(outs[0].shape)}" if outs else "no output"
+            if len(outs) > 1:
+                what += f" (1st of {len(outs)})"
+        guesses = [g for g in guess_formats(shapes, self.net_w, self.net_h) if g != fmt]
+        if guesses:
+            hint = f"; it looks like format {_or(guesses)}"
+        else:
+            hint = self._family_hint() or "; it does not look like a YOLO head this stage knows"
+        grid = f", strides {strides}" if fmt != "v8" else ""
+        raise StreamcnnError(
+            f"stage '{self.ctx.name}': model {self.session.name}: {what} does not fit format {fmt!r} "
+            f"(expects {expected} for a {self.net_w}×{self.net_h} input{grid}){hint}"
+        )
+
     def _guess_format(self, meta: dict[str, str]) -> str:
         out = self.session.outputs[0].shape
         if "names" in meta and len(out) == 3 and isinstance(out[1], int) and isinstance(out[2], int) \
                 and out[1] < out[2]:
             return "v8"
-        from streamcnn.errors import StreamcnnError
-
+        spec = self.session.inputs[0]
+        w, h = spec.shape[3], spec.shape[2]
+        guesses = guess_formats([tuple(o.shape) for o in self.session.outputs], w, h) \
+            if isinstance(w, int) and isinstance(h, int) else []
+        hint = f"; it looks like format {_or(guesses)}" if guesses else self._family_hint()
         raise StreamcnnError(
             f"stage '{self.ctx.name}': cannot tell the head format of {self.session.name} "
-            f"(output shape {out}); set format: one of {', '.join(FORMATS)}"
+            f"(output shape {out}); set format: one of {', '.join(FORMATS)}{hint}"
         )
 
-    def _names(self, meta: dict[str, str]) -> list[str]:
+    def _names(self, meta: dict[str, str], num_classes: int | None) -> list[str]:
         if self.params.names:
             path = self.ctx.resolve(self.params.names)
-            return [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-        if "names" in meta:
-            try:
-                names = ast.literal_eval(meta["names"])
-                if isinstance(names, dict):
-                    return [str(names[k]) for k in sorted(names)]
-                return [str(n) for n in names]
-            except (ValueError, SyntaxError):
-                pass
-        return coco80()
-
-    def _class_index(self, c: int | str) -> int:
-        if isinstance(c, int):
-            return c
-        if c in self.names:
-            return self.names.index(c)
-        from streamcnn.config import suggest
-
-        raise ValueError(f"unknown class {c!r} in `classes`{suggest(c, self.names)}")
+            names = read_names(path, StreamcnnError)
+            self._names_origin = f"names file {path}"
+            if num_classes is not None and len(names) != num_classes:
+                raise StreamcnnError(
+                    f"stage '{self.ctx.name}': names file {path} has {len(names)} names but model "
+                    f"{self.session.name} has {num_classes} classes (format {self.format!r})"
+                )
+            return names
+        names = names_from_meta(meta)
+        self._names_origin = f"metadata of {self.session.name}"
+        if names is None:
+            names, self._names_origin = coco80(), "COCO-80"
+        if num_classes is not None and len(names) != num_classes:
+            self.ctx.log.warning(
+                "stage '%s': model %s has %d classes but %s has %d names; set `names:` to a file with one "
+                "name per class", self.ctx.name, self.session.name, num_classes, self._names_origin, len(names),
+            )
+        return names
 
     # -- per frame ----------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray):

@@ -1,7 +1,9 @@
-"""Sinks: browser preview (MJPEG), display without a GUI, and the ONNX Runtime install check."""
+"""Sinks: browser preview (MJPEG), display without a GUI, the ONNX Runtime install check, images, video, jsonl."""
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -13,10 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from streamcnn import Context, Frame
+from streamcnn import Context, Frame, StreamcnnError
 from streamcnn.config import load_config
+from streamcnn.engine import Engine
+from streamcnn.errors import ConfigError
 from streamcnn_plugins.preview import PreviewSink
-from streamcnn_plugins.sinks import DisplaySink, gui_problem
+from streamcnn_plugins.sinks import DisplaySink, ImagesSink, JsonlSink, VideoSink, gui_problem, image_pattern_problem
+
+from .conftest import media
 
 
 def test_preview_serves_mjpeg_of_the_processed_frames():
@@ -102,3 +108,93 @@ def test_import_without_or_with_both_onnxruntime_builds(present, expected):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert res.stderr.startswith(f"streamcnn: {expected}") and "Traceback" not in res.stderr
+
+
+# -- images, video and jsonl sinks --------------------------------------------------------------
+def _pipeline(tmp_path, source: str, sinks: str, stages: str = "[]"):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"pipelines:\n  cam:\n    source: {source}\n    stages: {stages}\n    sinks: {sinks}\n")
+    return cfg
+
+
+def test_images_sink_writes_a_single_image_source_as_000000_jpg(tmp_path, assets):
+    bus = media(assets, "bus.jpg")
+    cfg = _pipeline(tmp_path, str(bus), "[images]")
+    stats = Engine(load_config(cfg, check=True)).run()[0]
+    assert stats.error is None and stats.frames == 1
+    assert sorted(p.name for p in (tmp_path / "out" / "frames").iterdir()) == ["000000.jpg"]
+    out = cv2.imread(str(tmp_path / "out" / "frames" / "000000.jpg"))
+    src = cv2.imread(str(bus))
+    assert out.shape == src.shape and np.abs(out.astype(int) - src).mean() < 3  # quality 95
+
+
+def test_images_sink_pattern_with_pipeline_and_png(tmp_path):
+    cfg = _pipeline(tmp_path, "{uri: pattern, size: 32x24, frames: 3}",
+                    "[{images: {path: 'shots/{pipeline}/f{index:03d}.png'}}]")
+    Engine(load_config(cfg, check=True)).run()
+    files = sorted((tmp_path / "shots" / "cam").iterdir())
+    assert [p.name for p in files] == ["f000.png", "f001.png", "f002.png"]
+    assert cv2.imread(str(files[0])).shape == (24, 32, 3)
+
+
+def test_images_sink_without_index_needs_overwrite(tmp_path):
+    cfg = _pipeline(tmp_path, "{uri: pattern, size: 32x24, frames: 3}", "[{images: {path: latest.jpg}}]")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, check=True)
+    assert str(info.value) == (
+        f"{cfg}:5:13: pipelines.cam.sinks[0].images: path 'latest.jpg' has no {{index}}: every frame would "
+        "overwrite the last one. Add {index} (e.g. out/frames/{index:06d}.jpg), or set overwrite: true to keep only "
+        "the latest frame (a snapshot)")
+    cfg = _pipeline(tmp_path, "{uri: pattern, size: 32x24, frames: 3}",
+                    "[{images: {path: latest.jpg, overwrite: true}}]")
+    Engine(load_config(cfg, check=True)).run()
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".jpg"] == ["latest.jpg"]
+    with pytest.raises(StreamcnnError, match="has no {index}"):
+        ImagesSink(ImagesSink.Params(path="latest.jpg"), Context("images", "cam", tmp_path))
+
+
+@pytest.mark.parametrize("path, message", [
+    ("out/{idx:06d}.jpg", "path 'out/{idx:06d}.jpg' uses {idx} — did you mean 'index'?; the fields are {index} and "
+                          "{pipeline} (e.g. out/frames/{index:06d}.jpg)"),
+    ("out/{index:06d}.xyz", "path 'out/{index:06d}.xyz': OpenCV cannot write .xyz images; use .jpg, .png, .webp or "
+                            ".bmp"),
+    ("out/{index", "path 'out/{index' is not a valid pattern"),
+])
+def test_images_sink_pattern_errors(path, message):
+    assert message in image_pattern_problem(path)
+
+
+def test_video_sink_says_a_1x1_frame_is_too_small(tmp_path):
+    sink = VideoSink(VideoSink.Params(path="v.mp4"), Context("video", "cam", tmp_path))
+    try:
+        with pytest.raises(StreamcnnError) as info:
+            sink.write(Frame(np.zeros((1, 1, 3), np.uint8), 0, 0.0))
+    finally:
+        sink.close()
+    msg = str(info.value)
+    assert msg.startswith("video sink: frame 0 is 1×1 pixels, too small to encode as video v.mp4: encoders need at "
+                          "least 2×2 pixels (and even sizes for some codecs).")
+    assert "mp4v (.mp4), MJPG (.avi)" not in msg
+
+
+def test_video_sink_warns_once_when_it_resizes(tmp_path, caplog):
+    sink = VideoSink(VideoSink.Params(path="v.avi", fourcc="MJPG"), Context("video", "cam", tmp_path))
+    with caplog.at_level(logging.WARNING):
+        for i, (w, h) in enumerate([(32, 24), (32, 24), (16, 12), (20, 10), (32, 24)]):
+            sink.write(Frame(np.zeros((h, w, 3), np.uint8), i, i / 25))
+        sink.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("video sink: frame 2 is 16×12, the video is 32×24: resized")
+    cap = cv2.VideoCapture(str(tmp_path / "v.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 32
+    cap.release()
+
+
+def test_jsonl_sink_writes_the_file_an_image_came_from(tmp_path):
+    sink = JsonlSink(JsonlSink.Params(path="d.jsonl"), Context("jsonl", "cam", tmp_path))
+    sink.write(Frame(np.zeros((4, 4, 3), np.uint8), 0, 0.0, meta={"file": "/data/a.jpg"}))
+    sink.write(Frame(np.zeros((4, 4, 3), np.uint8), 1, 0.04, meta={"file": 3}))  # not a path: left out
+    sink.write(Frame(np.zeros((4, 4, 3), np.uint8), 2, 0.08))
+    sink.close()
+    records = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert records[0]["file"] == "/data/a.jpg" and "file" not in records[1] and "file" not in records[2]

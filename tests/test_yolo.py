@@ -13,13 +13,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from streamcnn import Context, Frame
 from streamcnn.config import load_config
-from streamcnn.errors import ConfigError
+from streamcnn.errors import ConfigError, StreamcnnError
 from streamcnn.models import ModelNotFoundError
 from streamcnn.ops import letterbox_info
 from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_anchor_grid, make_grid, select
 from streamcnn_plugins.yolo import YoloStage
 
-from .conftest import media
+from .conftest import media, run_cli
 
 V5_ANCHORS = [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]]
 LN3, LN4 = math.log(3), math.log(4)
@@ -120,7 +120,7 @@ def test_missing_model_names_where_it_looked(tmp_path):
         YoloStage(YoloStage.Params(model="yolov99_nowhere"), Context("yolo", "t", tmp_path))
     msg = str(info.value)
     assert msg.startswith("model 'yolov99_nowhere' not found. Looked in: ")
-    assert str(tmp_path / "yolov99_nowhere") in msg and "registry names: " in msg
+    assert str(tmp_path / "yolov99_nowhere") in msg and "registry's model names: " in msg
 
 
 # -- configuration errors on the yolo stage ---------------------------------------------------
@@ -251,3 +251,144 @@ def test_yolox_matches_an_independent_reference_decode(assets):
     for a, b in zip(ours, ref):
         assert a[0] == b[0]
         np.testing.assert_allclose(a[1:], b[1:], atol=1e-3)
+
+
+# -- the head shape checked against the format at start-up ---------------------------------------
+def _const_model(path, out_shape, declared=None, metadata=None, size=64):
+    """A model with a ``size×size`` input whose single output 'out' is a constant of ``out_shape``.
+    ``declared`` (dims that may be names) makes the batch axis dynamic and the output a reshape whose
+    declared shape is ``declared``."""
+    inits = [numpy_helper.from_array(np.zeros(out_shape, np.float32), "raw"),
+             numpy_helper.from_array(np.zeros((), np.float32), "zero_k")]
+    nodes = [helper.make_node("ReduceSum", ["images"], ["sum"], keepdims=0),
+             helper.make_node("Mul", ["sum", "zero_k"], ["zero"])]
+    if declared is None:
+        nodes.append(helper.make_node("Add", ["raw", "zero"], ["out"]))
+    else:  # out = reshape(raw + 0, (batch, out_shape[1], -1)): only the middle dim is known to ORT
+        inits.append(numpy_helper.from_array(np.array([out_shape[1], -1], np.int64), "rest"))
+        nodes += [helper.make_node("Add", ["raw", "zero"], ["flat"]),
+                  helper.make_node("Shape", ["images"], ["batch"], end=1),
+                  helper.make_node("Concat", ["batch", "rest"], ["shape"], axis=0),
+                  helper.make_node("Reshape", ["flat", "shape"], ["out"])]
+    batch = 1 if declared is None else "batch"
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, list(declared or out_shape))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in (metadata or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return str(path)
+
+
+# a 64×64 input has 8² + 4² + 2² = 84 cells at strides 8, 16, 32
+V8_64 = (1, 6, 84)  # 4 + 2 classes, 84 anchor points
+YOLOX_64 = (1, 84, 7)  # 84 cells, 5 + 2 classes
+
+
+def _stage_error(tmp_path, **kw):
+    with pytest.raises(StreamcnnError) as info:
+        YoloStage(YoloStage.Params(**kw), Context("yolo", "t", tmp_path))
+    return str(info.value)
+
+
+def test_a_wrong_format_fails_at_start_up_and_names_the_likely_one(tmp_path):
+    v8 = _const_model(tmp_path / "v8.onnx", V8_64)
+    assert _stage_error(tmp_path, model=v8, format="yolox") == (
+        f"stage 'yolo': model {v8}: output 'out' (1, 6, 84) does not fit format 'yolox' (expects (1, 84, 5+C) for a "
+        "64×64 input, strides [8, 16, 32]); it looks like format 'v8'")
+    assert "does not fit format 'v5' (expects (1, 252, 5+C)" in _stage_error(tmp_path, model=v8, format="v5")
+    yolox = _const_model(tmp_path / "yolox.onnx", YOLOX_64)
+    assert _stage_error(tmp_path, model=yolox, format="v8") == (
+        f"stage 'yolo': model {yolox}: output 'out' (1, 84, 7) does not fit format 'v8' (expects (1, 4+C, 84) for a "
+        "64×64 input); it looks like format 'yolox'")
+    msg = _stage_error(tmp_path, model=yolox, format="v3", anchors=[[[1, 1]] * 3] * 3)
+    assert "does not fit format 'v3' (expects (1, 252, 5+C), or one output per stride [8, 16, 32]: " \
+           "(1, 3·(5+C), 8, 8), (1, 3·(5+C), 4, 4), (1, 3·(5+C), 2, 2)" in msg
+    assert msg.endswith("it looks like format 'yolox'")
+    assert _stage_error(tmp_path, model=yolox) == (
+        f"stage 'yolo': cannot tell the head format of {yolox} (output shape (1, 84, 7)); set format: one of yolox, "
+        "v8, v5, v5-raw, v3, fastestv2; it looks like format 'yolox'")
+    # the right formats load
+    assert YoloStage(YoloStage.Params(model=v8, format="v8"), Context("yolo", "t", tmp_path)).format == "v8"
+    assert YoloStage(YoloStage.Params(model=yolox, format="yolox"), Context("yolo", "t", tmp_path)).format == "yolox"
+
+
+def test_dynamic_output_dims_check_what_they_can(tmp_path):
+    dyn = _const_model(tmp_path / "dyn.onnx", V8_64, declared=["batch", 6, "anchors"])
+    assert YoloStage(YoloStage.Params(model=dyn, format="v8"), Context("yolo", "t", tmp_path)).format == "v8"
+    msg = _stage_error(tmp_path, model=dyn, format="yolox")
+    assert msg == (f"stage 'yolo': model {dyn}: output 'out' (batch, 6, anchors) does not fit format 'yolox' "
+                   "(expects (1, 84, 5+C) for a 64×64 input, strides [8, 16, 32]); it does not look like a YOLO head "
+                   "this stage knows")
+
+
+def test_not_a_yolo_model_fails_at_start_up(assets):
+    if not (assets / "models" / "yunet_n_dynamic.onnx").is_file():
+        pytest.skip("yunet_n_dynamic.onnx not in assets")
+    path = assets / "models" / "yunet_n_dynamic.onnx"
+    msg = _stage_error(assets, model="yunet_n_dynamic.onnx")
+    assert msg == (f"stage 'yolo': model {path} has format 'yunet' in the model registry, which the yolo stage "
+                   "cannot decode (formats: yolox, v8, v5, v5-raw, v3, fastestv2); the registry lists yunet_n_dynamic "
+                   "as a 'face_detect' model, not a YOLO detector: use the 'face_detect' stage")
+    msg = _stage_error(assets, model="yunet_n_dynamic.onnx", format="v8")
+    assert msg.startswith(f"stage 'yolo': model {path}: output 'cls_8' (batch, dim, 1) (1st of 12) does not fit "
+                          "format 'v8' (expects (1, 4+C, 8400) for a 640×640 input)")
+
+
+def test_yolov8_model_as_yolox_fails_at_start_up_and_the_run_exits_1(assets, tmp_path):
+    if not (assets / "models" / "yolov8n_coco_640_int8.onnx").is_file():
+        pytest.skip("yolov8n_coco_640_int8.onnx not in assets")
+    path = assets / "models" / "yolov8n_coco_640_int8.onnx"
+    assert _stage_error(assets, model="yolov8n_coco_640_int8", format="yolox") == (
+        f"stage 'yolo': model {path}: output 'output0' (1, 84, 8400) does not fit format 'yolox' (expects (1, 8400, "
+        "5+C) for a 640×640 input, strides [8, 16, 32]); it looks like format 'v8'")
+    p = _cfg(tmp_path, "- yolo: {model: yolov8n_coco_640_int8, format: yolox}")
+    res = run_cli("run", str(p), "--max-frames", "2", timeout=120)
+    assert res.returncode == 1 and "does not fit format 'yolox'" in res.stderr
+
+
+# -- classes and names, checked at validate time -------------------------------------------------
+def _validate_err(tmp_path, stage):
+    with pytest.raises(ConfigError) as info:
+        load_config(_cfg(tmp_path, stage), check=True)
+    return str(info.value)
+
+
+def test_classes_report_every_unknown_name_with_a_suggestion(tmp_path):
+    model = _const_model(tmp_path / "m.onnx", YOLOX_64)  # no metadata: COCO-80 names
+    msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, classes: [persn, dgo, car]}")
+    assert msg.endswith("pipelines.cam.stages[0].yolo: unknown class names in `classes`: 'persn' — did you mean "
+                        "'person'?; 'dgo' — did you mean 'dog'? (80 classes, names from COCO-80)")
+    msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, classes: [99, person, -1]}")
+    assert msg.endswith("class ids 99, -1 in `classes` out of range 0..79 (80 classes, names from COCO-80)")
+    load_config(_cfg(tmp_path, "- yolo: {model: m.onnx, classes: [person, 79]}"), check=True)
+    assert model
+
+
+def test_classes_use_the_model_metadata_names(tmp_path):
+    _const_model(tmp_path / "m.onnx", V8_64, metadata={"names": "{0: 'cat', 1: 'dog'}"})
+    msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, classes: [dgo, person, 2]}")
+    assert msg.endswith("unknown class names in `classes`: 'dgo' — did you mean 'dog'?; 'person'; class id 2 in "
+                        "`classes` out of range 0..1 (2 classes, names from metadata of m.onnx)")
+    cfg = load_config(_cfg(tmp_path, "- yolo: {model: m.onnx, format: v8, classes: [dog]}"), check=True)
+    comp = cfg.pipelines["cam"].stages[0]
+    assert comp.cls(comp.params, comp.ctx).keep_classes.tolist() == [1]
+
+
+def test_names_file_missing_or_of_the_wrong_length(tmp_path):
+    model = _const_model(tmp_path / "m.onnx", YOLOX_64)
+    msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, names: labels/my.names}")
+    assert msg.endswith(f"pipelines.cam.stages[0].yolo: names file {tmp_path / 'labels' / 'my.names'} not found")
+    (tmp_path / "my.names").write_text("cat\ndog\nbird\n")
+    msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, names: my.names, classes: [cta]}")
+    assert msg.endswith(f"unknown class name in `classes`: 'cta' — did you mean 'cat'? (3 classes, names from "
+                        f"names file {tmp_path / 'my.names'})")
+    # the model has 2 classes (5 + 2 columns): found when the model loads
+    assert _stage_error(tmp_path, model=model, format="yolox", names="my.names") == (
+        f"stage 'yolo': names file {tmp_path / 'my.names'} has 3 names but model {model} has 2 classes "
+        "(format 'yolox')")
+    (tmp_path / "my.names").write_text("cat\ndog\n")
+    stage = YoloStage(YoloStage.Params(model=model, format="yolox", names="my.names"), Context("yolo", "t", tmp_path))
+    assert stage.names == ["cat", "dog"]
