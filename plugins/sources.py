@@ -3,11 +3,13 @@
 ===========  ======================================================  =====  ========================
 type         ``uri``                                                 live   pts
 ===========  ======================================================  =====  ========================
-``stream``   ``rtsp://``, ``rtsps://``, ``http(s)://``, ``rtmp://``  yes    reader clock
+``stream``   any ``scheme://`` but ``file://``: ``rtsp://``,         yes    reader clock
+             ``http(s)://``, ``rtmp://``, ``srt://``, ``udp://`` …
 ``webcam``   ``0``, ``"1"``, ``/dev/video2``                         yes    reader clock
 ``pattern``  ``pattern``                                             no     index / fps
 ``images``   existing folder, or glob with ``*``, ``?`` or ``[``     no     index / fps
-``file``     anything else: a video file path                        no     file time
+``file``     anything else: a video file path or ``file://`` URI;    no     file time
+             a bare registry name (``vtest.avi``) is fetched
 ===========  ======================================================  =====  ========================
 
 Source contract used by `streamcnn.io.reader.SourceReader` (also for third-party sources):
@@ -19,7 +21,12 @@ Source contract used by `streamcnn.io.reader.SourceReader` (also for third-party
   ``read()`` release its own capture when it finally returns (`_Capture`), because releasing a
   ``cv2.VideoCapture`` under a running ``read()`` is not safe.
 * ``read()`` returns ``(uint8 H×W×3 BGR image, pts seconds | None)`` or None at the end or on
-  failure; it may raise. Every error message has credentials removed.
+  failure; it may raise. It may add a third item, a dict merged into ``Frame.meta`` (the
+  ``images`` source gives ``{"file": "/path/of/image.png"}``). Every error message has
+  credentials removed.
+* ``check(params, ctx)`` (validate time, and before ``run``) raises ``ValueError`` for what can be
+  known without opening: a missing video file, an image folder without images, a camera device
+  that does not exist.
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import unquote
 
 import cv2
 import numpy as np
@@ -39,7 +49,7 @@ from pydantic import field_validator
 
 from streamcnn import Context, Field, Source, SourceError, SourceParams, hookimpl, to_bgr3
 from streamcnn.errors import ModelNotFoundError
-from streamcnn.models import lookup, resolve
+from streamcnn.models import find_local, lookup, offline, resolve
 from streamcnn.redact import redact
 
 __all__ = [
@@ -58,7 +68,7 @@ log = logging.getLogger("streamcnn.sources")
 _FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _ffmpeg_env_lock = threading.Lock()
 
-_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://")
+_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.\-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 IMAGE_EXTENSIONS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm .jp2 .exr .hdr .pic .sr .ras".split()
@@ -112,15 +122,59 @@ def _sane_fps(value: float) -> float | None:
     return float(value) if math.isfinite(value) and 0 < value < 1000 else None
 
 
+def uri_scheme(uri: str | int) -> str | None:
+    """The lower-case scheme of a ``scheme://...`` URI (``rtsp``, ``file`` …), else None."""
+    m = _SCHEME.match(uri) if isinstance(uri, str) else None
+    return m[1].lower() if m else None
+
+
+def local_path(uri: str) -> str:
+    """A local path from a ``uri``: ``file:///abs/x.mp4`` -> ``/abs/x.mp4`` (also ``file://localhost/…``;
+    ``file://rel/x.mp4`` is taken as the relative path ``rel/x.mp4``); anything else unchanged."""
+    text = uri.strip()
+    if uri_scheme(text) != "file":
+        return text
+    rest = unquote(text[text.index("://") + 3:])
+    if rest.lower().startswith("localhost/"):
+        rest = rest[len("localhost"):]
+    return rest
+
+
+def _is_bare_name(uri: str) -> bool:
+    """True for a plain file name without any directory part or scheme (``vtest.avi``, ``vtest``)."""
+    text = uri.strip()
+    return (bool(text) and uri_scheme(text) is None and "/" not in text and "\\" not in text
+            and not text.startswith("~") and text not in (".", ".."))
+
+
+def _media_entry(name: str):
+    entry = lookup(name)
+    return entry if entry is not None and entry.kind == "media" else None
+
+
+class _Missing(ValueError):
+    """What a source needs is not there (``open`` turns it into a `SourceError`)."""
+
+
+def _video_message(name: str, exc: Exception) -> str:
+    """The registry resolver's message, worded for a video file."""
+    text = re.sub(r"^(model|media file|file)\b", "video file", str(exc))
+    return text if text.startswith("video file") else f"video file {name!r}: {text}"
+
+
 # ---------------------------------------------------------------------------------------------
 class VideoFileSource(Source):
     """A video file read with OpenCV's FFmpeg backend (not live: every frame, as fast as consumed).
 
-    ``uri`` is a path; a relative path resolves against the YAML file's directory. ``pts`` is
-    the frame's time in the file (``CAP_PROP_POS_MSEC``, counted from the first frame, so frame 0
-    has pts 0) when that is sane (finite, increasing), else the previous pts + 1/fps.
+    ``uri`` is a path or a ``file://`` URI; a relative path resolves against the YAML file's
+    directory. Only a *bare* name without any directory part that is a media entry of the
+    registry (``vtest.avi`` or ``vtest``) and not a file next to the YAML file is looked up in the
+    registry (``STREAMCNN_ASSETS``, the cache, or a checked download); a path with a directory
+    part must exist. ``pts`` is the frame's time in the file (``CAP_PROP_POS_MSEC``, counted from
+    the first frame, so frame 0 has pts 0) when that is sane (finite, increasing), else the
+    previous pts + 1/fps.
 
-    Raises (from ``open``):
+    Raises (from ``open``; ``check`` raises the same messages as ``ValueError``):
         SourceError: the file does not exist (names the resolved path) or cannot be decoded.
     """
 
@@ -145,24 +199,61 @@ class VideoFileSource(Source):
 
     @property
     def path(self) -> Path:
-        return self.ctx.resolve(str(self.params.uri))
+        """The local path ``uri`` names (``file://`` stripped, resolved against the YAML folder)."""
+        return self.ctx.resolve(local_path(str(self.params.uri)))
 
     @property
     def fps(self) -> float | None:
         return self._fps
 
+    @classmethod
+    def locate(cls, params: SourceParams, ctx: Context, download: bool = True) -> Path | None:
+        """The video file to open; None (only with ``download=False``) for a registry sample that is
+        not local yet but will be downloaded.
+
+        Raises:
+            ValueError: missing file (names the resolved path), or a registry sample that is
+                neither local nor downloadable.
+        """
+        uri = str(params.uri).strip()
+        path = ctx.resolve(local_path(uri))
+        if path.is_file():
+            return path
+        if path.is_dir():
+            raise _Missing(redact(f"video file {uri} is a folder (resolved to {path}); for the images in it "
+                                  "write `type: images`"))
+        if path.exists():
+            raise _Missing(redact(f"video file {uri} is not a file (resolved to {path})"))
+        entry = _media_entry(uri) if _is_bare_name(uri) else None
+        if entry is None:
+            hint = ""
+            if not _is_bare_name(uri) and uri_scheme(uri) is None and _media_entry(Path(uri).name) is not None:
+                hint = f"; write just {Path(uri).name!r} for the registry sample"
+            raise _Missing(redact(f"video file {uri} not found (resolved to {path}){hint}"))
+        try:
+            found, _ = find_local(uri, ctx.config_dir)
+            if found is not None:
+                return found
+            if not download and entry.url and not offline():
+                return None  # `run` downloads it (sha256-checked)
+            return resolve(uri, ctx.config_dir, download=download)
+        except ModelNotFoundError as exc:
+            raise _Missing(redact(_video_message(uri, exc))) from None
+
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """The file exists, or is a bare registry name that is local or downloadable."""
+        path = cls.locate(params, ctx, download=False)
+        if path is None:
+            log.info("video file %s is not downloaded yet; `streamcnn run` will fetch it", params.uri)
+
     def open(self) -> None:
         self.close()
-        path = self.path
-        if not path.is_file() and lookup(str(self.params.uri)) is not None:
-            # a registry sample such as vtest.avi: STREAMCNN_ASSETS, the cache, or a checked download
-            try:
-                path = resolve(str(self.params.uri), self.ctx.config_dir)
-            except ModelNotFoundError as exc:
-                raise SourceError(redact(str(exc))) from None
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "not found"
-            raise SourceError(redact(f"video file {self.params.uri!s} {what} (resolved to {path})"))
+        try:
+            path = self.locate(self.params, self.ctx)
+        except _Missing as exc:
+            raise SourceError(str(exc)) from None
+        assert path is not None
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
@@ -210,8 +301,9 @@ class ImageFolderSource(Source):
 
     Unreadable images are skipped with a warning. Grayscale and 4-channel images become uint8
     H×W×3 BGR (alpha dropped). ``pts = index / fps`` in seconds, index counting delivered images.
+    ``frame.meta["file"]`` is the image's path (str).
 
-    Raises (from ``open``):
+    Raises (from ``open``; ``check`` raises the same messages as ``ValueError``):
         SourceError: the folder does not exist or no image file matches.
     """
 
@@ -231,33 +323,54 @@ class ImageFolderSource(Source):
 
     @classmethod
     def claims(cls, uri: str | int) -> bool:
-        if not isinstance(uri, str) or "://" in uri:
+        if not isinstance(uri, str) or uri_scheme(uri) not in (None, "file"):
             return False
-        return bool(_GLOB_CHARS.search(uri)) or Path(uri).expanduser().is_dir()
+        path = local_path(uri)
+        return bool(_GLOB_CHARS.search(path)) or Path(path).expanduser().is_dir()
 
     @property
     def fps(self) -> float | None:
         return float(getattr(self.params, "fps", 25.0))
 
-    def _list(self) -> list[Path]:
-        uri = str(self.params.uri)
-        target = self.ctx.resolve(uri)
+    @classmethod
+    def list_files(cls, params: SourceParams, ctx: Context) -> list[Path]:
+        """The image files, sorted by name.
+
+        Raises:
+            ValueError: the folder does not exist, or nothing matches.
+        """
+        uri = str(params.uri).strip()
+        pattern = local_path(uri)
+        target = ctx.resolve(pattern)
         if target.is_dir():
-            files = [p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-            return sorted(files, key=lambda p: p.name)
-        if _GLOB_CHARS.search(uri):
-            return sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
-        raise SourceError(f"image folder {uri} not found (resolved to {target})")
+            files = sorted((p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                           key=lambda p: p.name)
+            if not files:
+                raise _Missing(f"no image files in folder {uri} (resolved to {target}; looked for .png, .jpg, "
+                               ".jpeg, .bmp, .tif, .webp …)")
+            return files
+        if _GLOB_CHARS.search(pattern):
+            files = sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
+            if not files:
+                raise _Missing(f"no image files match {uri} (resolved to {target})")
+            return files
+        what = "is not a folder" if target.exists() else "not found"
+        raise _Missing(f"image folder {uri} {what} (resolved to {target})")
+
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """The folder or glob matches at least one file."""
+        cls.list_files(params, ctx)
 
     def open(self) -> None:
-        self._files = self._list()
-        if not self._files:
-            where = self.ctx.resolve(str(self.params.uri))
-            raise SourceError(f"no image files in {self.params.uri} (resolved to {where})")
+        try:
+            self._files = self.list_files(self.params, self.ctx)
+        except _Missing as exc:
+            raise SourceError(str(exc)) from None
         self._pos = 0
         self._index = 0
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
+    def read(self) -> tuple[np.ndarray, float | None, dict[str, Any]] | None:
         while self._pos < len(self._files):
             path = self._files[self._pos]
             self._pos += 1
@@ -267,7 +380,7 @@ class ImageFolderSource(Source):
                 continue
             pts = self._index / self.fps
             self._index += 1
-            return to_bgr3(image), pts
+            return to_bgr3(image), pts, {"file": str(path)}
         return None
 
     def close(self) -> None:
@@ -285,14 +398,17 @@ class PatternSource(Source):
 
         size: str = Field("640x480", description="frame size WIDTHxHEIGHT in pixels, e.g. 640x480")
         fps: float = Field(25.0, gt=0, description="frame rate in frames/s (pts = index / fps)")
-        frames: int | None = Field(250, ge=0, description="number of frames; null = endless")
+        frames: int | None = Field(250, ge=1, description="number of frames (≥ 1); null = endless")
 
         @field_validator("size")
         @classmethod
         def _check_size(cls, v: str) -> str:
-            m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", v)
-            if not m or int(m[1]) < 16 or int(m[2]) < 16:
-                raise ValueError(f"size must be WIDTHxHEIGHT with both >= 16, e.g. 640x480, not {v!r}")
+            m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", v)
+            if not m:
+                raise ValueError(f"expected a frame size WIDTHxHEIGHT in pixels, e.g. '640x480', got {v!r}")
+            if int(m[1]) < 16 or int(m[2]) < 16:
+                raise ValueError(f"frame size {v.strip()!r} is too small: WIDTHxHEIGHT must both be ≥ 16 pixels, "
+                                 "e.g. '640x480'")
             return f"{int(m[1])}x{int(m[2])}"
 
     live = False
@@ -374,15 +490,17 @@ class _LiveCaptureSource(Source):
     def _make_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
-    def _describe_failure(self) -> str:
+    def _describe_failure(self, elapsed: float) -> str:
+        """Why opening failed; ``elapsed`` is how long the failed open took in seconds."""
         raise NotImplementedError
 
     def open(self) -> None:
         self.close()
+        t0 = time.monotonic()
         cap = self._make_capture()
         if not cap.isOpened():
             cap.release()
-            raise SourceError(redact(self._describe_failure()))
+            raise SourceError(redact(self._describe_failure(time.monotonic() - t0)))
         with self._lock:
             self._cap = _Capture(cap)
         self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
@@ -427,9 +545,30 @@ class WebcamSource(_LiveCaptureSource):
         uri = uri.strip()
         return uri.isdigit() or uri.startswith("/dev/video")
 
-    def _device(self) -> int | str:
-        uri = self.params.uri
+    @staticmethod
+    def device_of(uri: str | int) -> int | str:
+        """The camera index (int) or device path (str) that ``uri`` names."""
         return int(uri) if isinstance(uri, int) or str(uri).strip().isdigit() else str(uri).strip()
+
+    def _device(self) -> int | str:
+        return self.device_of(self.params.uri)
+
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """A device path must exist; on Linux, camera index N needs ``/dev/videoN``."""
+        dev = cls.device_of(params.uri)
+        if isinstance(dev, int) and not sys.platform.startswith("linux"):
+            return  # no device files to look at: `run` reports a missing camera
+        path = f"/dev/video{dev}" if isinstance(dev, int) else dev
+        if isinstance(dev, str) and not dev.startswith("/dev/"):
+            return
+        if os.path.exists(path):
+            return
+        present = sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))
+        found = f"cameras found: {', '.join(present)}" if present else "no /dev/video* device found"
+        what = f"camera {dev}: {path}" if isinstance(dev, int) else f"camera device {path}"
+        raise ValueError(f"{what} does not exist ({found}); a USB camera must be plugged in "
+                         "(and visible to this machine or container) before starting")
 
     def _make_capture(self) -> cv2.VideoCapture:
         backend = cv2.CAP_V4L2 if os.name == "posix" and hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
@@ -443,7 +582,7 @@ class WebcamSource(_LiveCaptureSource):
                     cap.set(prop, float(value))
         return cap
 
-    def _describe_failure(self) -> str:
+    def _describe_failure(self, elapsed: float) -> str:
         dev = self._device()
         path = f"/dev/video{dev}" if isinstance(dev, int) else dev
         exists = "exists" if os.path.exists(path) else "does not exist"
@@ -451,20 +590,22 @@ class WebcamSource(_LiveCaptureSource):
 
 
 class NetworkStreamSource(_LiveCaptureSource):
-    """An IP camera or stream (RTSP, HTTP/MJPEG, RTMP) through OpenCV's FFmpeg backend; live.
+    """An IP camera or stream (RTSP, HTTP/MJPEG, RTMP, SRT, UDP, … any ``scheme://`` URL but
+    ``file://``) through OpenCV's FFmpeg backend; live.
 
     Before each open it sets ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (transport, socket timeout in µs)
     under a process-wide lock, and passes open/read timeouts in ms. cv2's ``read()`` gives up
     after about 3× the read timeout, so the default read timeout is ``stall_timeout / 3``.
 
     Raises (from ``open``):
-        SourceError: the stream could not be opened within ``open_timeout`` (URL redacted).
+        SourceError: the stream could not be opened: refused or not found (fails at once), or no
+            answer within ``open_timeout`` (URL redacted).
     """
 
     class Params(SourceParams):
         """Options of ``type: stream``."""
 
-        transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTSP transport: tcp or udp")
+        transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport: tcp or udp")
         open_timeout: float = Field(10.0, gt=0, description="seconds to wait for the stream to open")
         read_timeout: float | None = Field(
             None, gt=0, description="seconds cv2 waits for data per read (default stall_timeout / 3)"
@@ -474,7 +615,8 @@ class NetworkStreamSource(_LiveCaptureSource):
 
     @classmethod
     def claims(cls, uri: str | int) -> bool:
-        return isinstance(uri, str) and uri.strip().lower().startswith(_STREAM_SCHEMES)
+        scheme = uri_scheme(uri)
+        return scheme is not None and scheme != "file"
 
     @property
     def open_timeout(self) -> float:
@@ -508,9 +650,12 @@ class NetworkStreamSource(_LiveCaptureSource):
                 else:
                     os.environ[_FFMPEG_ENV] = previous
 
-    def _describe_failure(self) -> str:
-        return (f"cannot open stream {self.id} within {self.open_timeout:g} s "
-                "(server down, wrong URL or credentials, or no video track)")
+    def _describe_failure(self, elapsed: float) -> str:
+        if elapsed >= 0.8 * self.open_timeout:
+            return (f"cannot open stream {self.id}: no answer within {self.open_timeout:g} s (open_timeout; "
+                    "server down or unreachable)")
+        return (f"could not open stream {self.id} (connection refused or stream not found; "
+                "check host, port, path and credentials)")
 
 
 # ---------------------------------------------------------------------------------------------

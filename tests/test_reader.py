@@ -168,11 +168,19 @@ def test_stop_returns_quickly_while_read_hangs():
         t = time.monotonic()
         reader.stop()
         stopped_in = time.monotonic() - t
-        assert reader.join(1.0)
-        assert stopped_in < 1.0
+        assert stopped_in < 0.5
+        # join() waits for the capture thread, but only up to its timeout: a read() that never
+        # returns is reported (False), not waited for forever
+        t = time.monotonic()
+        assert not reader.join(0.3)
+        assert 0.25 < time.monotonic() - t < 1.5
+        assert not reader.running  # the reader thread itself has ended
         reader.get(timeout=0)  # the newest frame is still handed over after stop
         with pytest.raises(BufferClosed):
             reader.get(timeout=1)
+        src.unhang.set()  # the read returns: now everything has ended
+        assert reader.join(2.0)
+        assert reader.frames == 3  # the late frame of the interrupted read is not delivered
     finally:
         src.unhang.set()
 
@@ -263,3 +271,189 @@ def test_pattern_source_through_reader():
     assert [f.pts for f in frames] == pytest.approx([i / 10 for i in range(10)])
     assert frames[0].image.shape == (48, 64, 3) and reader.fps == 10
     assert frames[0].capture_time > 1e9 and frames[0].source == "pattern"
+
+
+# -- stop: no false outage, no new attempt, captures released -------------------------------------
+class ClosableLiveSource(Source):
+    """A live source like a cv2 capture: ``read()`` returns None once ``close()`` was called."""
+
+    live = True
+
+    def __init__(self, params: SourceParams) -> None:
+        super().__init__(params, Context("fake", "p"))
+        self.opens = 0
+        self.closed = threading.Event()
+
+    def open(self) -> None:
+        self.opens += 1
+        self.closed.clear()
+
+    def read(self):
+        if self.closed.wait(0.005):
+            return None
+        return np.zeros((4, 4, 3), np.uint8), None
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("reconnect", [True, False])
+def test_stop_is_not_an_outage(reconnect, caplog):
+    caplog.set_level(logging.DEBUG, logger="streamcnn")
+    for _ in range(5):  # the race (stop's close ends the read) used to report an outage every time
+        src = ClosableLiveSource(live_params(reconnect=reconnect))
+        events = Events()
+        reader = SourceReader(src, "latest", 1, "cam", on_event=events).start()
+        assert wait_until(lambda: reader.frames >= 3)  # noqa: B023
+        reader.stop()
+        assert reader.join(2.0)
+        time.sleep(0.1)  # anything late would show up now
+        assert events.names() == []
+        assert src.opens == 1 and reader.reconnects == 0
+        assert reader.error is None and reader.last_error is None
+    for word in ("disconnected", "reconnecting", "retrying", "cannot connect", "stream ended"):
+        assert word not in caplog.text
+
+
+def test_stop_during_outage_handling_starts_nothing_new(caplog):
+    """stop() arriving while the reader deals with an outage: no event, no log, no new open()."""
+    caplog.set_level(logging.DEBUG, logger="streamcnn")
+    src = ScriptedLiveSource(live_params(), [(3, "none"), (None, "none")])
+    events = Events()
+    holder: dict[str, SourceReader] = {}
+
+    class StopOnClose(ScriptedLiveSource):
+        def close(self) -> None:
+            super().close()
+            holder["reader"].stop()  # SIGTERM lands exactly now
+
+    src = StopOnClose(live_params(), [(3, "none"), (None, "none")])
+    reader = holder["reader"] = SourceReader(src, "all", 100, "cam", on_event=events,
+                                             sleep=lambda s: False).start()  # a sleep that ignores stop
+    assert reader.join(2.0)
+    time.sleep(0.1)
+    assert src.opens == 1
+    assert events.names() == [] and reader.error is None
+    assert "reconnecting" not in caplog.text and "disconnected" not in caplog.text
+
+
+def test_stop_in_backoff_sleep_starts_no_new_attempt():
+    src = ScriptedLiveSource(live_params(), ["fail"])
+    holder: dict[str, SourceReader] = {}
+
+    def sleep(seconds: float) -> bool:
+        holder["reader"].stop()
+        return False  # as if the wait was not interrupted
+
+    reader = holder["reader"] = SourceReader(src, "latest", 1, "cam", sleep=sleep).start()
+    assert reader.join(2.0)
+    time.sleep(0.1)
+    assert src.opens == 1
+
+
+class FakeCap:
+    """Stands in for a cv2.VideoCapture of a network stream: ``read()`` blocks ``block`` seconds
+    once ``slow`` is set (waiting for data within its read timeout) and records its release."""
+
+    def __init__(self) -> None:
+        self.slow = threading.Event()
+        self.in_slow_read = threading.Event()
+        self.released = threading.Event()
+        self.released_during_read = False
+        self.reading = False
+        self.block = 0.4
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+        return True
+
+    def get(self, prop: int) -> float:
+        return 25.0
+
+    def read(self):
+        self.reading = True
+        try:
+            if self.slow.is_set():
+                self.in_slow_read.set()
+                time.sleep(self.block)
+            else:
+                time.sleep(0.005)
+            return True, np.zeros((4, 4, 3), np.uint8)
+        finally:
+            self.reading = False
+
+    def release(self) -> None:
+        self.released_during_read |= self.reading
+        self.released.set()
+
+
+def test_join_waits_until_an_interrupted_read_released_its_capture():
+    from streamcnn_plugins.sources import NetworkStreamSource
+
+    cap = FakeCap()
+    src = NetworkStreamSource(NetworkStreamSource.Params(uri="rtsp://cam/x", stall_timeout=5), Context("s", "p"))
+    src._make_capture = lambda: cap  # type: ignore[method-assign]
+    events = Events()
+    reader = SourceReader(src, "latest", 1, "cam", on_event=events).start()
+    assert wait_until(lambda: reader.frames >= 3)
+    cap.slow.set()
+    assert cap.in_slow_read.wait(2)
+    t = time.monotonic()
+    reader.stop()
+    assert time.monotonic() - t < 0.1  # stop() never blocks
+    assert not cap.released.is_set()  # not released under a running read()
+    assert reader.join(3.0)
+    assert cap.released.is_set()  # join() returned only after the capture was released
+    assert not cap.released_during_read
+    assert events.names() == []
+
+
+# -- outage wording -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("end, reason", [("none", "stream ended"), ("hang", "no frame for 0.3 s (stall_timeout)"),
+                                         ("raise", "read failed: RuntimeError: decoder exploded")])
+def test_outage_reasons_are_distinct(end, reason):
+    src = ScriptedLiveSource(live_params(reconnect=False), [(2, end)])
+    reader = SourceReader(src, "all", 100, "cam").start()
+    try:
+        assert wait_until(lambda: not reader.running, 5)
+        assert reader.error is not None and reason in str(reader.error)
+        assert "within" not in str(reader.error) and "or read failed" not in str(reader.error)
+    finally:
+        src.unhang.set()
+        reader.stop()
+
+
+def test_slow_read_returning_none_is_a_timeout_not_an_end():
+    class SlowNone(ScriptedLiveSource):
+        def read(self):
+            if self._n < 2:
+                return super().read()
+            time.sleep(0.25)  # a capture giving up after its read timeout
+            return None
+
+    src = SlowNone(live_params(reconnect=False, stall_timeout=0.4), [(None, "none")])
+    reader = SourceReader(src, "all", 100, "cam").start()
+    assert wait_until(lambda: not reader.running, 5)
+    assert "no frame for" in str(reader.error) and "read timed out" in str(reader.error)
+    reader.stop()
+
+
+def test_never_connected_is_reported_as_cannot_connect(caplog):
+    caplog.set_level(logging.INFO, logger="streamcnn")
+    src = ScriptedLiveSource(live_params(), ["fail", "fail", (None, "none")])
+    events = Events()
+    reader = SourceReader(src, "latest", 1, "cam", on_event=events).start()
+    try:
+        assert wait_until(lambda: events.names() == ["disconnected", "reconnected"])
+        assert events.items[0][1]["first_connect"] is True
+        assert "connection refused" in events.items[0][1]["reason"]
+        assert "open failed" not in events.items[0][1]["reason"]  # a SourceError already says so
+    finally:
+        reader.stop()
+        reader.join(2)
+    text = caplog.text
+    assert "cannot connect to rtsp://***@cam.example/stream" in text
+    assert "(will keep retrying with backoff)" in text
+    assert "disconnected" not in text and "reconnected" not in text and "reconnecting" not in text
+    assert "retrying rtsp://***@cam.example/stream in 0.05 s" in text
+    assert "connected after" in text
+    assert "secret" not in text

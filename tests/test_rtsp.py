@@ -142,6 +142,8 @@ def test_rtsp_read_disconnect_and_reconnect_on_same_port(server):
         port = server.port
         server.kill()  # the camera dies
         assert wait_until(lambda: "disconnected" in events.names(), 10), events.names()
+        reason = events.items[0][1]["reason"]
+        assert reason == "stream ended" or reason.startswith("no frame for"), reason
         time.sleep(1.0)  # a few failed reconnect tries: still exactly one disconnected event
         assert events.names() == ["disconnected"]
 
@@ -172,6 +174,11 @@ def test_dead_camera_does_not_stall_a_working_one(server, caplog):
         assert dead.frames == 0
         detail = dead_events.items[0][1]
         assert detail["source"] == "rtsp://***@127.0.0.1:1/x"
+        assert detail["first_connect"] is True
+        # refused at once: said so, no "within N s"
+        assert "connection refused or stream not found" in detail["reason"] and "within" not in detail["reason"]
+        assert "cannot connect to rtsp://***@127.0.0.1:1/x" in caplog.text
+        assert "will keep retrying with backoff" in caplog.text
     finally:
         dead.stop()
         live.stop()
@@ -179,3 +186,60 @@ def test_dead_camera_does_not_stall_a_working_one(server, caplog):
     assert dead_events.names() == ["disconnected"]  # retrying quietly, one event per outage
     text = caplog.text + repr(dead_events.items)
     assert "user:pw" not in text
+
+
+def test_stop_of_a_live_stream_is_quiet_and_releases_the_capture(server, caplog):
+    """SIGTERM / --max-frames: no false outage, no reconnect, and join() returns once released."""
+    caplog.set_level(logging.DEBUG, logger="streamcnn")
+    url = server.start(0)
+    for _ in range(2):
+        events = Events()
+        reader = stream_reader(url, events, "cam")
+        take(reader, 5)
+        t = time.monotonic()
+        reader.stop()
+        assert time.monotonic() - t < 0.5  # stop() never blocks
+        assert reader.join(5)
+        time.sleep(0.3)  # anything late (an event, a reconnect attempt) would show up now
+        assert events.names() == []
+        assert reader.error is None and reader.reconnects == 0
+    for word in ("disconnected", "reconnecting", "retrying", "cannot connect", "stream ended"):
+        assert word not in caplog.text, caplog.text
+
+
+EXIT_SCRIPT = """
+import sys, time
+from streamcnn import Context
+from streamcnn.io.buffer import BufferEmpty
+from streamcnn.io.reader import SourceReader
+from streamcnn_plugins.sources import NetworkStreamSource
+
+params = NetworkStreamSource.Params(uri=sys.argv[1], stall_timeout=2.0, open_timeout=3.0, read_timeout=0.5)
+readers = [SourceReader(NetworkStreamSource(params, Context("stream", f"p{i}")), "latest", 1, f"p{i}").start()
+           for i in range(2)]
+for reader in readers:
+    got, deadline = 0, time.monotonic() + 15
+    while got < 5 and time.monotonic() < deadline:
+        try:
+            reader.get(timeout=0.2)
+            got += 1
+        except BufferEmpty:
+            pass
+    assert got == 5, reader.error
+for reader in readers:
+    reader.stop()  # like --max-frames: stop, then a normal interpreter exit
+print("joined", all(reader.join(5) for reader in readers), flush=True)
+"""
+
+
+def test_process_exits_cleanly_after_stop_and_join(server):
+    """A capture thread still inside FFmpeg at interpreter exit aborts the process (rc 134,
+    "FATAL: exception not rethrown"); after stop() + join() none is left."""
+    import sys
+
+    url = server.start(0)
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, url], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "joined True" in proc.stdout
+    assert "FATAL" not in proc.stderr

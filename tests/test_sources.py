@@ -29,7 +29,7 @@ def read_all(src, limit: int = 10_000) -> list[tuple[np.ndarray, float | None]]:
             item = src.read()
             if item is None:
                 break
-            out.append(item)
+            out.append(item[:2])  # (image, pts); a third item is Frame.meta
     finally:
         src.close()
     return out
@@ -214,3 +214,185 @@ def test_pick_source_type_folder_relative_to_config_and_plugins(tmp_path):
 def test_live_flags():
     assert NetworkStreamSource.live and WebcamSource.live
     assert not (VideoFileSource.live or ImageFolderSource.live or PatternSource.live)
+
+
+# -- newcomer reports: file:// URIs, registry only for bare names, stream schemes, messages ----------
+def test_file_uri_opens_the_local_file(tmp_path):
+    write_mp4(tmp_path / "my clip.mp4", n=5)
+    uri = (tmp_path / "my clip.mp4").as_uri()  # file:///.../my%20clip.mp4
+    assert pick_source_type(uri, TYPES) == "file"
+    from streamcnn import config
+
+    assert config.pick_source_type(uri, TYPES) == "file"
+    src = VideoFileSource(VideoFileSource.Params(uri=uri), ctx(Path("/nonexistent")))
+    assert src.path == tmp_path / "my clip.mp4"
+    assert len(read_all(src)) == 5
+    VideoFileSource.check(src.params, src.ctx)
+    missing = VideoFileSource(VideoFileSource.Params(uri="file:///nowhere/x.mp4"), ctx(tmp_path))
+    with pytest.raises(SourceError, match=r"not found \(resolved to /nowhere/x.mp4\)"):
+        missing.open()
+
+
+def test_registry_fallback_only_for_bare_names(tmp_path, assets):
+    # a path with a folder part is never replaced by the registry sample of the same file name
+    src = VideoFileSource(VideoFileSource.Params(uri="cams/lobby/vtest.avi"), ctx(tmp_path))
+    with pytest.raises(SourceError) as err:
+        src.open()
+    msg = str(err.value)
+    assert str(tmp_path / "cams" / "lobby" / "vtest.avi") in msg and "not found" in msg
+    assert "'vtest.avi'" in msg  # hint: the bare name is the registry sample
+    with pytest.raises(ValueError, match="cams/lobby/vtest.avi not found"):
+        VideoFileSource.check(src.params, src.ctx)
+    # a bare name (file name or stem) is a registry sample
+    for name in ("vtest.avi", "vtest"):
+        bare = VideoFileSource(VideoFileSource.Params(uri=name), ctx(tmp_path))
+        VideoFileSource.check(bare.params, bare.ctx)
+        assert len(read_all(bare, limit=3)) == 3
+
+
+def test_missing_registry_video_is_called_a_video_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMCNN_ASSETS", str(tmp_path / "assets"))
+    (tmp_path / "assets").mkdir()
+    monkeypatch.setenv("STREAMCNN_CACHE", str(tmp_path / "cache"))
+    src = VideoFileSource(VideoFileSource.Params(uri="vtest.avi"), ctx(tmp_path))
+    with pytest.raises(SourceError) as err:
+        src.open()  # offline (conftest): no download
+    msg = str(err.value)
+    assert msg.startswith("video file") and "model '" not in msg and "STREAMCNN_OFFLINE" in msg
+    with pytest.raises(ValueError, match="^video file"):
+        VideoFileSource.check(src.params, src.ctx)
+    monkeypatch.setenv("STREAMCNN_OFFLINE", "0")
+    VideoFileSource.check(src.params, src.ctx)  # downloadable: fine at validate time (nothing fetched)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("uri", ["ftp://h/x.mp4", "srt://cam:9000", "udp://@:1234", "tcp://10.0.0.3:5000",
+                                 "rtmps://s/live", "RTSP://cam/x"])
+def test_any_network_scheme_is_a_stream(uri):
+    from streamcnn import config
+
+    assert pick_source_type(uri, TYPES) == "stream"
+    assert config.pick_source_type(uri, TYPES) == "stream"
+    assert not ImageFolderSource.claims(uri)
+
+
+def test_image_folder_via_file_uri_and_meta_file(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(folder / name), np.zeros((8, 8, 3), np.uint8))
+    assert ImageFolderSource.claims(folder.as_uri())
+    src = ImageFolderSource(ImageFolderSource.Params(uri=folder.as_uri()), ctx(Path("/nonexistent")))
+    src.open()
+    items = [src.read(), src.read()]
+    assert src.read() is None
+    assert [item[2]["file"] for item in items] == [str(folder / "a.jpg"), str(folder / "b.png")]
+    # through the reader: frame.meta["file"] is the image's path (str)
+    from streamcnn.io.buffer import BufferClosed
+    from streamcnn.io.reader import SourceReader
+
+    reader = SourceReader(ImageFolderSource(src.params, src.ctx), "all", 4, "p").start()
+    frames = []
+    with pytest.raises(BufferClosed):
+        while True:
+            frames.append(reader.get(timeout=5))
+    assert [f.meta["file"] for f in frames] == [str(folder / "a.jpg"), str(folder / "b.png")]
+    assert all(isinstance(f.meta["file"], str) for f in frames)
+
+
+def test_stream_open_failure_says_what_happened():
+    # refused: fails at once, and says so (no "within 10 s")
+    src = NetworkStreamSource(NetworkStreamSource.Params(uri="rtsp://127.0.0.1:1/x", open_timeout=10), ctx())
+    t = time.monotonic()
+    with pytest.raises(SourceError) as err:
+        src.open()
+    assert time.monotonic() - t < 5
+    assert "could not open stream rtsp://127.0.0.1:1/x (connection refused or stream not found" in str(err.value)
+    assert "within" not in str(err.value)
+    # a server that accepts the connection but never answers: that is a timeout
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        src = NetworkStreamSource(NetworkStreamSource.Params(uri=f"rtsp://127.0.0.1:{port}/x", open_timeout=0.5),
+                                  ctx())
+        with pytest.raises(SourceError, match=r"no answer within 0.5 s \(open_timeout"):
+            src.open()
+
+
+# -- validate-time checks (Source.check through load_config(check=True)) ------------------------------
+def config_error(tmp_path, source_yaml: str) -> str:
+    from streamcnn.config import load_config
+    from streamcnn.errors import ConfigError
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"pipelines:\n  lobby:\n    source: {source_yaml}\n    sinks:\n      - null\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, check=True)
+    return str(info.value)
+
+
+def config_ok(tmp_path, source_yaml: str) -> None:
+    from streamcnn.config import load_config
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"pipelines:\n  lobby:\n    source: {source_yaml}\n    sinks:\n      - null\n")
+    load_config(path, check=True)
+
+
+def test_check_video_file(tmp_path, monkeypatch):
+    msg = config_error(tmp_path, "cams/lobby/vtest.avi")
+    assert msg.startswith(f"{tmp_path / 'p.yaml'}:3:")
+    assert f"video file cams/lobby/vtest.avi not found (resolved to {tmp_path}/cams/lobby/vtest.avi)" in msg
+    write_mp4(tmp_path / "clip.mp4", n=2)
+    config_ok(tmp_path, "clip.mp4")
+    config_ok(tmp_path, (tmp_path / "clip.mp4").as_uri())
+    monkeypatch.setenv("STREAMCNN_ASSETS", str(tmp_path))
+    monkeypatch.setenv("STREAMCNN_CACHE", str(tmp_path / "cache"))
+    msg = config_error(tmp_path, "Megamind.avi")  # a bare registry name, not local, offline
+    assert ":3:" in msg and "video file 'Megamind.avi' not found" in msg and "model '" not in msg
+    monkeypatch.setenv("STREAMCNN_OFFLINE", "")
+    config_ok(tmp_path, "Megamind.avi")  # downloadable: `run` fetches it
+
+
+def test_check_images(tmp_path):
+    (tmp_path / "shots").mkdir()
+    msg = config_error(tmp_path, "{uri: 'shots/*.png', type: images}")
+    assert ":3:" in msg and "no image files match shots/*.png" in msg
+    msg = config_error(tmp_path, "{uri: shots, type: images}")
+    assert ":3:" in msg and "no image files in folder shots" in msg
+    msg = config_error(tmp_path, "{uri: nowhere, type: images}")
+    assert "image folder nowhere not found" in msg
+    cv2.imwrite(str(tmp_path / "shots" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    config_ok(tmp_path, "{uri: 'shots/*.png', type: images}")
+    config_ok(tmp_path, "{uri: shots, type: images}")
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="device files are Linux's")
+def test_check_webcam(tmp_path):
+    if Path("/dev/video9").exists() or Path("/dev/video7").exists():
+        pytest.skip("this machine has /dev/video7 or /dev/video9")
+    msg = config_error(tmp_path, "/dev/video9")
+    assert ":3:" in msg and "camera device /dev/video9 does not exist" in msg
+    msg = config_error(tmp_path, "7")
+    assert ":3:" in msg and "camera 7: /dev/video7 does not exist" in msg and "plugged in" in msg
+
+
+def test_check_stream_checks_nothing(tmp_path):
+    config_ok(tmp_path, "rtsp://user:pw@nohost.invalid/x")
+    config_ok(tmp_path, "srt://nohost.invalid:9000")
+
+
+def test_param_errors_read_well(tmp_path):
+    msg = config_error(tmp_path, "{uri: 'rtsp://cam/x', transport: tpc}")
+    assert ":3:" in msg and "expected one of 'tcp', 'udp', got 'tpc'" in msg and "did you mean 'tcp'" in msg
+    msg = config_error(tmp_path, "{uri: pattern, frames: 0}")
+    assert ":3:" in msg and "≥ 1" in msg and "got 0" in msg
+    config_ok(tmp_path, "{uri: pattern, frames: null}")
+    msg = config_error(tmp_path, "{uri: pattern, size: 640by480}")
+    assert "expected a frame size WIDTHxHEIGHT in pixels, e.g. '640x480', got '640by480'" in msg
+    assert "Value error" not in msg
+    msg = config_error(tmp_path, "{uri: pattern, size: 8x8}")
+    assert "'8x8' is too small" in msg
