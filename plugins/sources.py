@@ -58,7 +58,6 @@ __all__ = [
     "PatternSource",
     "VideoFileSource",
     "WebcamSource",
-    "pick_source_type",
     "streamcnn_source_types",
 ]
 
@@ -659,43 +658,6 @@ class NetworkStreamSource(_LiveCaptureSource):
 
 
 # ---------------------------------------------------------------------------------------------
-def pick_source_type(uri: str | int, types: dict[str, type[Source]], config_dir: Path | None = None) -> str:
-    """The source type name for ``uri`` when YAML gives no ``type``.
-
-    Every registered class is asked ``claims(uri)``; among those that claim it the highest
-    ``priority`` wins (built-ins: ``stream`` 40, ``webcam`` 30, ``pattern`` 20, ``images`` 10,
-    third-party default 0; ties go to the first registered), and ``file`` (priority -100, it
-    claims any path) is the fallback. A class whose ``claims`` raises counts as not claiming.
-
-    Args:
-        uri: the ``source.uri`` from YAML.
-        types: registered source classes by type name.
-        config_dir: when given, a relative path ``uri`` is resolved against it before asking
-            (so a folder next to the YAML file is recognised as ``images``).
-
-    Raises:
-        ValueError: nothing claims ``uri`` and no ``file`` type is registered.
-    """
-    probe: Any = uri
-    if (config_dir is not None and isinstance(uri, str) and "://" not in uri
-            and not uri.strip().isdigit() and not Path(uri).expanduser().is_absolute()):
-        probe = str(Path(config_dir) / uri)
-    claimants: list[tuple[int, int, str]] = []
-    for order, (name, cls) in enumerate(types.items()):
-        try:
-            if cls.claims(probe) or (probe is not uri and cls.claims(uri)):
-                claimants.append((int(getattr(cls, "priority", 0)), -order, name))
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break type picking
-            log.warning("source type %r: claims() raised %s: %s", name, type(exc).__name__, redact(str(exc)))
-    if claimants:
-        return max(claimants)[2]
-    if "file" in types:
-        return "file"
-    raise ValueError(
-        redact(f"no source type claims {uri!r}; known types: {', '.join(sorted(types)) or 'none'}")
-    )
-
-
 @hookimpl
 def streamcnn_source_types() -> dict[str, type[Source]]:
     """The built-in source types."""

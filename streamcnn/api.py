@@ -151,8 +151,9 @@ class Source:
     def open(self) -> None:
         """Open (or re-open) the stream. Raises ``SourceError``."""
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
-        """Next frame as (uint8 H×W×3 BGR image, pts in seconds or None), or None at end/failure."""
+    def read(self) -> tuple[np.ndarray, float | None] | tuple[np.ndarray, float | None, dict] | None:
+        """Next frame as (uint8 H×W×3 BGR image, pts in seconds or None[, meta dict merged into
+        ``Frame.meta``, e.g. ``{"file": path}``]), or None at the end of the stream or on failure."""
         raise NotImplementedError(f"{type(self).__name__}.read is not implemented")
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .api import Context
 from .errors import ConfigError, ConfigErrors, PluginError
 from .pluginmanager import PluginRef, Plugins, load_plugins
+from .redact import redact
 from .yamlpos import Positions, format_path, read_yaml_file
 
 
@@ -450,7 +451,7 @@ def _resolve_source(
     types = plugins.types["source"]
     type_name = options.get("type")
     if type_name is None:
-        type_name = pick_source_type(options["uri"], {n: e.cls for n, e in types.items()})
+        type_name = pick_source_type(options["uri"], {n: e.cls for n, e in types.items()}, config_dir)
         if type_name is None:
             raise ConfigError(
                 f"no installed source type accepts {options['uri']!r}; installed source types: "
@@ -478,13 +479,28 @@ def _resolve_source(
     return Component("source", type_name, cls, params, ctx, format_path(path), line)
 
 
-def pick_source_type(uri: str | int, types: dict[str, type]) -> str | None:
-    """The source type for ``uri``: among the types whose ``claims(uri)`` is true, the one with
-    the highest ``priority`` (a catch-all like ``file`` has a low priority). None if none claims it."""
-    claimants = [(getattr(cls, "priority", 0), name) for name, cls in types.items() if cls.claims(uri)]
-    if not claimants:
-        return None
-    return max(claimants)[1]
+def pick_source_type(uri: str | int, types: dict[str, type], config_dir: Path | None = None) -> str | None:
+    """The source type name for ``uri`` when YAML gives no ``type``, or None when no type claims it.
+
+    Every registered class is asked ``claims(uri)``; among those that claim it the highest
+    ``priority`` wins (built-ins: ``stream`` 40, ``webcam`` 30, ``pattern`` 20, ``images`` 10,
+    third-party default 0, ``file`` −100 as the catch-all; ties go to the first registered). A
+    relative path is also offered resolved against ``config_dir`` (so a folder next to the YAML
+    file is recognised as ``images``). A class whose ``claims`` raises counts as not claiming.
+    """
+    probe: Any = uri
+    if (config_dir is not None and isinstance(uri, str) and "://" not in uri
+            and not uri.strip().isdigit() and not Path(uri).expanduser().is_absolute()):
+        probe = str(Path(config_dir) / uri)
+    claimants: list[tuple[int, int, str]] = []
+    for order, (name, cls) in enumerate(types.items()):
+        try:
+            if cls.claims(probe) or (probe is not uri and cls.claims(uri)):
+                claimants.append((int(getattr(cls, "priority", 0)), -order, name))
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break type picking
+            logging.getLogger("streamcnn.config").warning(
+                "source type %r: claims() raised %s: %s", name, type(exc).__name__, redact(str(exc)))
+    return max(claimants)[2] if claimants else None
 
 
 def stage_names(plugins: Plugins) -> list[str]:

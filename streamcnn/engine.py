@@ -121,7 +121,11 @@ class PipelineRun:
         finally:
             if self.reader is not None:
                 self.reader.stop()
-                self.reader.join(2.0)  # let the capture be released before the process may exit
+                # let the capture be released before the process may exit (a live read returns
+                # within about its read timeout)
+                wait = self.cfg.source.params.stall_timeout + 1.0 if self.reader.live else 2.0
+                if not self.reader.join(wait):
+                    plog.debug("pipeline '%s': the source is still closing", name)
                 self.stats.dropped = self.reader.dropped
                 self.stats.reconnects = self.reader.reconnects
             for sink in sinks:

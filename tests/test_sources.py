@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from streamcnn import Context, SourceError
+from streamcnn.config import pick_source_type
 from streamcnn_plugins.sources import (
     ImageFolderSource,
     NetworkStreamSource,
     PatternSource,
     VideoFileSource,
     WebcamSource,
-    pick_source_type,
     streamcnn_source_types,
 )
 
@@ -182,9 +182,6 @@ TYPES = streamcnn_source_types()
 )
 def test_pick_source_type(uri, expected):
     assert pick_source_type(uri, TYPES) == expected
-    from streamcnn import config  # the engine's picker (priority based) must agree
-
-    assert config.pick_source_type(uri, TYPES) == expected
 
 
 def test_pick_source_type_folder_relative_to_config_and_plugins(tmp_path):
@@ -207,8 +204,7 @@ def test_pick_source_type_folder_relative_to_config_and_plugins(tmp_path):
     types = {**TYPES, "broken": Broken, "thermal": Thermal}
     assert pick_source_type("thermal:3", types) == "thermal"
     assert pick_source_type("clip.mp4", types) == "file"
-    with pytest.raises(ValueError, match="no source type claims"):
-        pick_source_type("clip.mp4", {"thermal": Thermal})
+    assert pick_source_type("clip.mp4", {"thermal": Thermal}) is None
 
 
 def test_live_flags():
@@ -221,9 +217,6 @@ def test_file_uri_opens_the_local_file(tmp_path):
     write_mp4(tmp_path / "my clip.mp4", n=5)
     uri = (tmp_path / "my clip.mp4").as_uri()  # file:///.../my%20clip.mp4
     assert pick_source_type(uri, TYPES) == "file"
-    from streamcnn import config
-
-    assert config.pick_source_type(uri, TYPES) == "file"
     src = VideoFileSource(VideoFileSource.Params(uri=uri), ctx(Path("/nonexistent")))
     assert src.path == tmp_path / "my clip.mp4"
     assert len(read_all(src)) == 5
@@ -269,10 +262,7 @@ def test_missing_registry_video_is_called_a_video_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("uri", ["ftp://h/x.mp4", "srt://cam:9000", "udp://@:1234", "tcp://10.0.0.3:5000",
                                  "rtmps://s/live", "RTSP://cam/x"])
 def test_any_network_scheme_is_a_stream(uri):
-    from streamcnn import config
-
     assert pick_source_type(uri, TYPES) == "stream"
-    assert config.pick_source_type(uri, TYPES) == "stream"
     assert not ImageFolderSource.claims(uri)
 
 
