@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from .api import Sink, Source, Stage
 from .config import Component, Config, PipelineConfig
-from .errors import SourceError, StageError, StreamcnnError
+from .errors import SourceError, StageError, StreamcnnError, where
 from .frame import Frame
 from .io.buffer import BufferClosed, BufferEmpty
 from .io.reader import SourceReader
@@ -207,9 +206,7 @@ def _bad_output(frame: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return f"{type(exc).__name__}: {exc}{where(exc)}"
 
 
 def _build(comp: Component) -> Any:

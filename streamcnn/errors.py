@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import traceback
+
+
+def where(exc: BaseException, skip: str = "") -> str:
+    """`` at FILE:LINE`` of the innermost traceback frame that is real code (not ``<frozen ...>``
+    import machinery, and not a file containing ``skip``), or an empty string."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith("<") or (skip and skip in frame.filename):
+            continue
+        return f" at {frame.filename}:{frame.lineno}"
+    return ""
+
 
 class StreamcnnError(Exception):
     """Base class; ``str(err)`` is a complete, user-facing message."""
@@ -67,13 +79,9 @@ class StageError(StreamcnnError):
 
     def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException) -> None:
         self.pipeline, self.stage, self.index, self.cause = pipeline, stage, index, cause
-        import traceback
-
-        tb = traceback.extract_tb(cause.__traceback__)
-        where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb and "streamcnn/engine.py" not in tb[-1].filename else ""
         super().__init__(
             f"pipeline '{pipeline}': stage '{stage}' failed on frame {index}: "
-            f"{type(cause).__name__}: {cause}{where}"
+            f"{type(cause).__name__}: {cause}{where(cause, skip='streamcnn/engine.py')}"
         )
 
 

@@ -12,7 +12,6 @@ import importlib.metadata as md
 import importlib.util
 import logging
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +20,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, where
 
 log = logging.getLogger("streamcnn.plugins")
 
@@ -236,9 +235,7 @@ def _spec_names() -> list[str]:
 
 def _describe(exc: BaseException, what: str) -> str:
     """One line naming the exception and, for plugin code, the file and line it came from."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where} (while {what})"
+    return f"{type(exc).__name__}: {exc}{where(exc)} (while {what})"
 
 
 def _import_file(path: Path) -> ModuleType:
