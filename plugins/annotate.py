@@ -8,12 +8,15 @@ overlap), each moved inside the image rather than cut at its edge.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 from streamcnn import Field, Frame, Params, Stage, hookimpl
 
 
+@functools.lru_cache(maxsize=1024)
 def class_color(class_id: int) -> tuple[int, int, int]:
     """A stable, saturated BGR colour for a class id (golden-ratio hue steps)."""
     hue = int((class_id * 0.618033988749895 % 1.0) * 180)

@@ -2,8 +2,9 @@
 
 Works with the headless OpenCV wheel and on servers: open ``http://HOST:PORT/`` in a browser.
 ``/stream.mjpg`` is a ``multipart/x-mixed-replace`` stream of JPEG frames; ``/frame.jpg`` is the
-newest frame. Frames are JPEG-encoded only while at least one client is watching, so an unwatched
-preview costs nothing per frame. Served by the standard library's ``ThreadingHTTPServer``.
+next processed frame (or, when none arrives within 1 s, the last one encoded). Frames are
+JPEG-encoded only while at least one client is watching, so an unwatched preview costs nothing
+per frame. Served by the standard library's ``ThreadingHTTPServer``.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ class PreviewSink(Sink):
 
             def _single(self) -> None:
                 with latest.cond:
-                    latest.clients += 1
+                    latest.clients += 1  # makes write() encode the next frame
+                    seq = latest.seq
                 try:
-                    jpeg, _ = self._next(-1 if latest.jpeg is None else latest.seq - 1)
+                    # the next frame while frames flow; the last encoded one if none comes within 1 s
+                    jpeg, _ = self._next(seq, timeout=1.0)
                 finally:
                     with latest.cond:
                         latest.clients -= 1

@@ -37,7 +37,7 @@ class VideoSink(Sink):
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.path = ctx.resolve(params.path)
+        self.path = ctx.output_path(params.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = params.fps or ctx.fps or 25.0
         self.size: tuple[int, int] | None = None
@@ -99,7 +99,7 @@ class JsonlSink(Sink):
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.path = ctx.resolve(params.path)
+        self.path = ctx.output_path(params.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh: IO[str] | None = open(self.path, "a" if params.append else "w", encoding="utf-8")  # noqa: SIM115
 
@@ -240,7 +240,7 @@ def gui_problem() -> str | None:
 
 
 class DisplaySink(Sink):
-    """Shows frames in an OpenCV window named after the pipeline; ``q`` or Esc closes it."""
+    """Shows frames in an OpenCV window named after the pipeline (stop the run with Ctrl-C)."""
 
     class Params(Params):
         title: str | None = Field(None, description="window title (default: pipeline name)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field  # noqa: F401  (Field is re-exported)
@@ -59,6 +59,11 @@ class Context:
         """A path from YAML, made absolute against the YAML file's directory."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.config_dir / p
+
+    def output_path(self, path: str) -> Path:
+        """An output file path from YAML: ``{pipeline}`` replaced by the pipeline name, then
+        `resolve`. Every file-writing sink uses this (and the duplicate-output check too)."""
+        return self.resolve(path.replace("{pipeline}", self.pipeline))
 
 
 class Stage:
@@ -174,6 +179,7 @@ class Sink:
         """Validate what can be checked without running (default: nothing)."""
 
     def write(self, frame: Frame) -> None:
+        """Consume one processed frame (called from the pipeline's thread, in frame order)."""
         raise NotImplementedError(f"{type(self).__name__}.write is not implemented")
 
     def close(self) -> None:
@@ -191,4 +197,4 @@ def to_bgr3(image: np.ndarray) -> np.ndarray:
     return image
 
 
-__all__ = ["Context", "Field", "Params", "Sink", "Source", "SourceParams", "Stage", "to_bgr3", "Any"]
+__all__ = ["Context", "Field", "Params", "Sink", "Source", "SourceParams", "Stage", "to_bgr3"]

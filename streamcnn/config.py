@@ -318,9 +318,20 @@ def _check_outputs(pipelines: dict[str, PipelineConfig], file: str) -> None:
     for p in pipelines.values():
         for comp in p.sinks:
             target = getattr(comp.params, "path", None)
+            port = getattr(comp.params, "port", None)
+            if isinstance(port, int) and port > 0 and not isinstance(target, str):
+                host = getattr(comp.params, "host", "")
+                first = seen.setdefault(f"port {port}", comp)
+                if first is not comp:
+                    raise ConfigError(
+                        f"{comp.type_name} sink listens on port {port} ({host}), which the {first.type_name} sink of "
+                        f"pipeline '{first.ctx.pipeline}' ({first.path}, line {first.line}) uses too; give each its "
+                        "own port", file, comp.line, comp.column, comp.path,
+                    )
+                continue
             if not isinstance(target, str):
                 continue
-            key = str(comp.ctx.resolve(target.replace("{pipeline}", p.name)).resolve())
+            key = str(comp.ctx.output_path(target).resolve())
             first = seen.setdefault(key, comp)
             if first is not comp:
                 raise ConfigError(
@@ -360,7 +371,7 @@ def _resolve_pipeline(
     return PipelineConfig(pname, source, stages, sinks, pspec.on_error)
 
 
-def _ctx(name: str, pname: str, config_dir: Path, kind: str) -> Context:
+def _ctx(name: str, pname: str, config_dir: Path) -> Context:
     return Context(name, pname, config_dir, logging.getLogger(f"streamcnn.{pname}.{name}"))
 
 
@@ -425,7 +436,7 @@ def _resolve_item(
         params = cls.Params.model_validate(options)
     except ValidationError as exc:
         raise ConfigErrors(pydantic_to_config_errors(exc, cls.Params, opath, positions, file, what)) from None
-    ctx = _ctx(name, pname, config_dir, kind)
+    ctx = _ctx(name, pname, config_dir)
     if check:
         try:
             cls.check(params, ctx)
@@ -469,7 +480,7 @@ def _resolve_source(
         raise ConfigErrors(
             pydantic_to_config_errors(exc, cls.Params, path, positions, file, f"source type {type_name!r}")
         ) from None
-    ctx = _ctx("source", pname, config_dir, "source")
+    ctx = _ctx("source", pname, config_dir)
     if check:
         try:
             cls.check(params, ctx)
@@ -501,10 +512,6 @@ def pick_source_type(uri: str | int, types: dict[str, type], config_dir: Path | 
             logging.getLogger("streamcnn.config").warning(
                 "source type %r: claims() raised %s: %s", name, type(exc).__name__, redact(str(exc)))
     return max(claimants)[2] if claimants else None
-
-
-def stage_names(plugins: Plugins) -> list[str]:
-    return plugins.names("stage")
 
 
 __all__ = ["Config", "Component", "PipelineConfig", "PluginError", "load_config", "pick_source_type", "suggest"]

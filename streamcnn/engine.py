@@ -16,7 +16,7 @@ import numpy as np
 
 from .api import Sink, Source, Stage
 from .config import Component, Config, PipelineConfig
-from .errors import SourceError, StageError, StreamcnnError, where
+from .errors import StageError, StreamcnnError, where
 from .frame import Frame
 from .io.buffer import BufferClosed, BufferEmpty
 from .io.reader import SourceReader
@@ -102,7 +102,7 @@ class PipelineRun:
                 return
             self.reader.start()
             plog.info("pipeline '%s': reading %s (policy %s)", name, source.id, policy)
-            self.hook.streamcnn_pipeline_started(pipeline=name, config=self.cfg)
+            self._call_hook("streamcnn_pipeline_started", plog, pipeline=name, config=self.cfg)
             self._loop(stages, sinks, plog)
             if self.reader.error is not None:
                 raise self.reader.error
@@ -134,7 +134,16 @@ class PipelineRun:
             self.stats.seconds = time.perf_counter() - t0
             summary = {k: v for k, v in self.stats.as_dict().items() if k != "error"}
             plog.info("pipeline '%s' stopped: %s", name, summary)
-            self.hook.streamcnn_pipeline_stopped(pipeline=name, stats=self.stats.as_dict())
+            self._call_hook("streamcnn_pipeline_stopped", plog, pipeline=name, stats=self.stats.as_dict())
+
+    def _call_hook(self, hook_name: str, plog: logging.Logger, **kwargs: Any) -> None:
+        """Call a lifecycle hook; a plugin that raises is reported (plugins named), never fatal."""
+        caller = getattr(self.hook, hook_name)
+        try:
+            caller(**kwargs)
+        except Exception as exc:  # noqa: BLE001
+            impls = ", ".join(i.plugin_name for i in caller.get_hookimpls())
+            plog.error("pipeline '%s': hook %s (plugins: %s) raised: %s", self.name, hook_name, impls, _describe(exc))
 
     def _loop(self, stages: list[tuple[str, Stage]], sinks: list[Sink], plog: logging.Logger) -> None:
         reader = self.reader
@@ -265,4 +274,4 @@ class Engine:
         return [r for r in self.runs if r.stats.error is not None]
 
 
-__all__ = ["Engine", "PipelineRun", "PipelineStats", "SourceError"]
+__all__ = ["Engine", "PipelineRun", "PipelineStats"]

@@ -39,7 +39,8 @@ def streamcnn_sink_types() -> dict[str, type[Sink]]:
 
 @hookspec
 def streamcnn_pipeline_started(pipeline: str, config: Any) -> None:
-    """Called once when a pipeline's source is open and its stages and sinks are built."""
+    """Called once per pipeline after its stages are built and its source reader has started
+    (the source may still be connecting; sinks are built when the first frame arrives)."""
 
 
 @hookspec

@@ -279,3 +279,26 @@ def test_missing_source_points_at_the_pipeline(tmp_path):
         """)
     res = run_cli("validate", str(cfg))
     assert res.stderr.strip() == f"{cfg}:2:3: pipelines.demo.source: missing required key 'source' for pipeline 'demo'"
+
+
+def test_pipeline_placeholder_in_output_paths_and_raising_stop_hook(tmp_path):
+    write(tmp_path / "hooks.py", """
+        import streamcnn
+
+        @streamcnn.hookimpl
+        def streamcnn_pipeline_stopped(pipeline, stats):
+            raise ValueError("stop hook boom")
+        """)
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./hooks.py]
+        x-sinks: &sinks [{jsonl: {path: "out/{pipeline}.jsonl"}}]
+        pipelines:
+          a: {source: {uri: pattern, size: 16x16, frames: 3}, sinks: *sinks}
+          b: {source: {uri: pattern, size: 16x16, frames: 4}, sinks: *sinks}
+        """)
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert len((tmp_path / "out" / "a.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "out" / "b.jsonl").read_text().splitlines()) == 4
+    assert "hook streamcnn_pipeline_stopped (plugins: " in res.stderr
+    assert "raised: ValueError: stop hook boom at " in res.stderr and "Traceback" not in res.stderr

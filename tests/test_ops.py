@@ -132,3 +132,14 @@ def test_nms_suppression_chain_and_both_code_paths(monkeypatch):
     monkeypatch.setattr(b, "_MATRIX_MAX", 0)
     assert nms(bx, sc, 0.3, cls).tolist() == by_matrix.tolist()
     assert nms(boxes, scores, 0.4).tolist() == [0, 2]
+
+
+def test_nms_long_suppression_chain_takes_the_loop_and_stays_exact():
+    # 300 boxes each shifted 1 px: a chain far longer than the matrix passes allow
+    x = np.arange(300, dtype=np.float32)
+    boxes = np.stack([x, np.zeros_like(x), x + 10, np.full_like(x, 10)], 1)
+    scores = np.linspace(1, 0.5, 300)
+    keep = nms(boxes, scores, 0.5)
+    assert keep.tolist() == brute_force_nms(boxes, scores, 0.5)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
+    assert keep.tolist() == np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), 0.0, 0.5)).reshape(-1).tolist()

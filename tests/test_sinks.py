@@ -52,8 +52,25 @@ def test_preview_serves_mjpeg_of_the_processed_frames():
         decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert decoded.shape == (48, 64, 3)
         assert decoded[:, 40:, 2].mean() > 200 and decoded[:, :24].mean() < 20
-        single = urllib.request.urlopen(base + "/frame.jpg", timeout=5).read()
-        assert cv2.imdecode(np.frombuffer(single, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+        resp.close()
+        time.sleep(0.2)  # the stream client is gone: nothing is encoded any more
+        for level in (40, 200):  # /frame.jpg shows a fresh frame, not the one cached when nobody watched
+            stop = threading.Event()
+
+            def feed_level(level=level, stop=stop):
+                i = 100
+                while not stop.is_set():
+                    sink.write(Frame(np.full((48, 64, 3), level, np.uint8), i, i / 25))
+                    i += 1
+                    time.sleep(0.02)
+
+            t = threading.Thread(target=feed_level)
+            t.start()
+            single = urllib.request.urlopen(base + "/frame.jpg", timeout=5).read()
+            stop.set()
+            t.join()
+            got = cv2.imdecode(np.frombuffer(single, np.uint8), cv2.IMREAD_COLOR)
+            assert got.shape == (48, 64, 3) and abs(float(got.mean()) - level) < 3
     finally:
         sink.close()
 

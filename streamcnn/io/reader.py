@@ -110,6 +110,7 @@ class SourceReader:
         sleep: Callable[[float], bool] | None = None,
     ) -> None:
         self.source = source
+        self._source_id = source.id  # redacted once, not per frame
         self.pipeline = pipeline
         self.buffer = FrameBuffer(policy, queue_size)  # type: ignore[arg-type]
         self.log = logging.getLogger(f"streamcnn.{pipeline}.source")
@@ -267,7 +268,7 @@ class SourceReader:
             if self._last_pts is not None and value <= self._last_pts:
                 value = self._last_pts + PTS_EPSILON
             self._last_pts = value
-            frame = Frame(image, self.frames, value, source=self.source.id, capture_time=time.time())
+            frame = Frame(image, self.frames, value, source=self._source_id, capture_time=time.time())
             if meta:
                 frame.meta.update(meta)
             self.frames += 1

@@ -42,21 +42,27 @@ def clip_boxes(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
 _MATRIX_MAX = 2048  # up to this many boxes the N×N IoU matrix (≤ 16 MiB) is cheaper than a Python loop
 
 
-def _greedy_by_matrix(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Exact greedy NMS for score-sorted boxes (N, 4) via the IoU matrix; returns a keep mask (N,).
+_MATRIX_PASSES = 8  # a longer suppression chain than this falls back to the per-box loop
+
+
+def _greedy_by_matrix(boxes: np.ndarray, iou_threshold: float) -> np.ndarray | None:
+    """Exact greedy NMS for score-sorted boxes (N, 4) via the IoU matrix; a keep mask (N,), or
+    None when it did not settle within ``_MATRIX_PASSES`` passes.
 
     Greedy NMS keeps box j iff no *kept* box i < j has IoU(i, j) > threshold. That is the unique
     fixed point of ``keep[j] = not any_i<j (S[i, j] and keep[i])``; iterating it from all-True
-    fixes at least one more leading box per pass, and in practice converges in a few passes
-    (the length of the longest suppression chain).
+    fixes at least one more leading box per pass and settles after (longest suppression chain + 1)
+    passes — usually 2 to 4 for detector output. Long chains (e.g. many boxes each shifted a little)
+    would need up to N passes, so the caller then uses the per-box loop instead.
     """
     sup = np.triu(box_iou(boxes, boxes) > iou_threshold, k=1)
     keep = np.ones(len(boxes), dtype=bool)
-    while True:
+    for _ in range(_MATRIX_PASSES):
         new = ~(sup & keep[:, None]).any(axis=0)
         if np.array_equal(new, keep):
             return keep
         keep = new
+    return None
 
 
 def nms(
@@ -96,7 +102,8 @@ def nms(
     limit = n if max_det is None else max_det
     if n <= _MATRIX_MAX:
         keep_mask = _greedy_by_matrix(boxes, iou_threshold)
-        return order[np.flatnonzero(keep_mask)[:limit]]
+        if keep_mask is not None:
+            return order[np.flatnonzero(keep_mask)[:limit]]
     x1, y1, x2, y2 = boxes.T
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep: list[int] = []
