@@ -264,6 +264,8 @@ class YoloStage(ModelStage):
     ``anchors`` without them, or a ``names`` file whose length differs from the model's class count.
     """
 
+    families = ("yolo",)
+
     class Params(ModelParams):
         model: str = Field(description="ONNX file path or registry name, e.g. yolox_nano_coco_416")
         format: Format = "auto"

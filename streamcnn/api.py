@@ -83,6 +83,12 @@ class Stage:
     def check(cls, params: Params, ctx: Context) -> None:
         """Validate what can be checked without running (default: nothing)."""
 
+    @classmethod
+    def check_chain(cls, params: Params, ctx: Context, before: list[tuple[str, type[Stage], Params]]) -> None:
+        """Validate this stage against the stages before it in the pipeline (``before``: their YAML
+        names, classes and params, in order), e.g. that something upstream provides the landmarks
+        this stage needs; raise ``ValueError`` with a user-facing message. Default: nothing."""
+
     def process(self, frame: Frame) -> Frame:
         """Transform one frame (may change ``image``, ``detections``, ``meta``) and return it."""
         raise NotImplementedError(f"{type(self).__name__}.process is not implemented")

@@ -366,6 +366,13 @@ def _resolve_pipeline(
         attempt(_resolve_item, "sink", pname, item, base + ("sinks", i), positions, file, config_dir, plugins, check)
         for i, item in enumerate(pspec.sinks)
     ]
+    if not errors and check:
+        for i, comp in enumerate(stages):
+            before = [(c.type_name, c.cls, c.params) for c in stages[:i]]
+            try:
+                comp.cls.check_chain(comp.params, comp.ctx, before)
+            except ValueError as exc:
+                errors.append(ConfigError(str(exc), file, comp.line, comp.column, comp.path))
     if errors:
         raise ConfigErrors(errors)
     return PipelineConfig(pname, source, stages, sinks, pspec.on_error)

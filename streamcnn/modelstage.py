@@ -8,6 +8,7 @@ registry and returns the process-wide shared session plus the registry's decode 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import onnxruntime as ort
@@ -15,7 +16,7 @@ from pydantic import field_validator
 
 from ._ortcheck import installed_ort_distributions
 from .api import Context, Field, Params, Stage
-from .models import check_model, resolve_model
+from .models import check_model, lookup, registry, resolve_model
 from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 
 
@@ -43,13 +44,26 @@ class ModelParams(DeviceParams):
 
 
 class ModelStage(Stage):
-    """A stage around one (or more) ONNX models."""
+    """A stage around one (or more) ONNX models.
+
+    ``families``: the registry families this stage can run (e.g. ``("yolo",)``); a registry model of
+    another family is a configuration error at ``validate`` time. Empty = any.
+    """
 
     Params: ClassVar[type[ModelParams]] = ModelParams
+    families: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, params: Any, ctx: Context) -> None:
-        """Raises ModelNotFoundError when the model is neither local nor downloadable."""
+        """Raises ModelNotFoundError when the model is neither local nor downloadable, ValueError
+        when the registry says it is a model of another family than this stage runs."""
+        entry = lookup(params.model) or lookup(Path(str(params.model)).name)
+        if cls.families and entry is not None and entry.family not in cls.families:
+            fitting = sorted(e.name for e in registry().values() if e.family in cls.families)
+            raise ValueError(
+                f"model {params.model!r} is a {entry.family} model (registry), not a {' / '.join(cls.families)} "
+                f"model; registry models that fit: {', '.join(fitting)}"
+            )
         check_model(params.model, ctx.config_dir)
 
     def load_model(self, model: str | None = None) -> tuple[ModelSession, dict[str, Any]]:
