@@ -48,7 +48,7 @@ import numpy as np
 from pydantic import field_validator
 
 from streamcnn import Context, Field, Source, SourceError, SourceParams, hookimpl, to_bgr3
-from streamcnn.errors import ModelNotFoundError
+from streamcnn.errors import MediaNotFoundError, ModelNotFoundError
 from streamcnn.models import find_local, lookup, offline, resolve
 from streamcnn.redact import redact
 
@@ -224,6 +224,11 @@ class VideoFileSource(Source):
         if path.exists():
             raise _Missing(redact(f"video file {uri} is not a file (resolved to {path})"))
         entry = _media_entry(uri) if _is_bare_name(uri) else None
+        if entry is None and _is_bare_name(uri):
+            found, looked = find_local(uri, ctx.config_dir)  # a bare name: STREAMCNN_ASSETS folders too
+            if found is not None:
+                return found
+            raise _Missing(redact(f"video file {uri} not found. Looked in: {', '.join(dict.fromkeys(looked))}"))
         if entry is None:
             hint = ""
             if not _is_bare_name(uri) and uri_scheme(uri) is None and _media_entry(Path(uri).name) is not None:
@@ -237,7 +242,7 @@ class VideoFileSource(Source):
                 return None  # `run` downloads it (sha256-checked)
             return resolve(uri, ctx.config_dir, download=download)
         except ModelNotFoundError as exc:
-            raise _Missing(redact(_video_message(uri, exc))) from None
+            raise ModelNotFoundError(redact(_video_message(uri, exc))) from None
 
     @classmethod
     def check(cls, params: SourceParams, ctx: Context) -> None:
@@ -250,6 +255,8 @@ class VideoFileSource(Source):
         self.close()
         try:
             path = self.locate(self.params, self.ctx)
+        except ModelNotFoundError as exc:
+            raise MediaNotFoundError(str(exc)) from None
         except _Missing as exc:
             raise SourceError(str(exc)) from None
         assert path is not None

@@ -17,7 +17,7 @@ import click
 
 from .config import load_config
 from .engine import Engine
-from .errors import ConfigError, StreamcnnError
+from .errors import StreamcnnError
 from .pluginmanager import KINDS, PluginRef, load_plugins
 from .redact import redact
 from .yamlpos import read_yaml_file
@@ -66,18 +66,16 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
     flushed and closed (a second Ctrl-C skips the queued frames).
     """
     try:
-        config = load_config(file, check=True)
-        for name in pipelines:
-            if name not in config.pipelines:
-                from .config import suggest
-
-                raise ConfigError(
-                    f"no pipeline named {name!r}{suggest(name, config.pipelines)} "
-                    f"Pipelines in {file}: {', '.join(config.pipelines)}", file,
-                )
+        config = load_config(file, check=True, only=list(dict.fromkeys(pipelines)) or None)
     except StreamcnnError as exc:
         _fail(exc)
-    engine = Engine(config, list(dict.fromkeys(pipelines)) or None, max_frames)
+    for name, why in config.skipped.items():
+        log.warning("optional pipeline '%s' left out: %s", name, redact(why))
+    if not config.pipelines:
+        click.echo("no pipeline to run: every pipeline in the file is optional and lacks its models or media",
+                   err=True)
+        _exit(1)
+    engine = Engine(config, None, max_frames, insist=bool(pipelines))
 
     def on_signal(signum: int, _frame: object) -> None:
         log.warning("%s received: stopping (flushing sinks)", signal.Signals(signum).name)
@@ -93,6 +91,9 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
         click.echo(err if err.startswith(f"pipeline '{r.name}'") else f"pipeline '{r.name}' failed: {err}", err=True)
     for r in engine.runs:
         s = r.stats
+        if s.left_out:
+            click.echo(f"{r.name}: left out (optional; its model or media could not be had)", err=True)
+            continue
         click.echo(
             f"{r.name}: {s.frames} frames in {s.seconds:.1f} s ({s.fps:.1f} frames/s), "
             f"{s.skipped} skipped, {s.dropped} dropped, {s.reconnects} reconnects", err=True,
@@ -121,11 +122,14 @@ def validate(file: str) -> None:
         config = load_config(file, check=True)
     except StreamcnnError as exc:
         _fail(exc)
+    for name, why in config.skipped.items():
+        click.echo(f"{name}: left out (optional; {redact(why)})")
     for name, p in config.pipelines.items():
         stages = " → ".join(c.type_name for c in p.stages) or "(no stages)"
         sinks = ", ".join(c.type_name for c in p.sinks) or "(no sinks)"
         click.echo(f"{name}: {p.source.type_name} {redact(str(p.source.params.uri))} → {stages} → {sinks}")
-    click.echo(f"{file}: OK ({len(config.pipelines)} pipeline(s))")
+    click.echo(f"{file}: OK ({len(config.pipelines)} pipeline(s) ready"
+               + (f", {len(config.skipped)} optional one(s) left out)" if config.skipped else ")"))
 
 
 @main.command("plugins")

@@ -27,7 +27,7 @@ import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .api import Context
-from .errors import ConfigError, ConfigErrors, PluginError
+from .errors import ConfigError, ConfigErrors, MissingAssetError, PluginError
 from .pluginmanager import PluginRef, Plugins, load_plugins
 from .redact import redact
 from .yamlpos import Positions, format_path, read_yaml_file
@@ -41,6 +41,7 @@ class PipelineSpec(BaseModel):
     stages: list[Any] = Field(default_factory=list)
     sinks: list[Any] = Field(default_factory=list)
     on_error: Literal["skip", "stop"] = "skip"
+    optional: bool = False  # when running all pipelines: skip it (one warning) if its models/media are missing
 
 
 class FileSpec(BaseModel):
@@ -72,6 +73,7 @@ class PipelineConfig:
     stages: list[Component]
     sinks: list[Component]
     on_error: str = "skip"
+    optional: bool = False
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Config:
     pipelines: dict[str, PipelineConfig]
     plugins: Plugins
     positions: Positions = field(default_factory=Positions)
+    skipped: dict[str, str] = field(default_factory=dict)  # optional pipelines left out, and why
 
 
 # -- error helpers ---------------------------------------------------------------------------
@@ -255,13 +258,18 @@ _TYPE_KINDS = {
 
 
 # -- loading ---------------------------------------------------------------------------------
-def load_config(file: str | Path, plugins: Plugins | None = None, check: bool = False) -> Config:
+def load_config(
+    file: str | Path, plugins: Plugins | None = None, check: bool = False, only: list[str] | None = None
+) -> Config:
     """Read, validate and resolve a pipelines YAML file.
 
     Args:
         file: path of the YAML file.
         plugins: already-loaded plugins (default: load entry points + the file's ``plugins:``).
         check: also run each stage's/sink's ``check`` (model files exist, ...), as ``validate`` does.
+        only: resolve and check just these pipelines (``run --pipeline``); the others are only
+            schema-checked. Without it, an ``optional: true`` pipeline whose models or media are
+            missing is left out (listed in ``Config.skipped``) instead of failing the file.
 
     Raises:
         ConfigError / ConfigErrors: every problem found, each with file, line, column and key path.
@@ -296,20 +304,31 @@ def load_config(file: str | Path, plugins: Plugins | None = None, check: bool = 
         line, col = positions.find(("plugins",)) if spec.plugins else (None, None)
         raise PluginError(exc.message, file, line, col) from None
 
+    for name in only or []:
+        if name not in spec.pipelines:
+            raise ConfigError(
+                f"no pipeline named {name!r}{suggest(name, spec.pipelines) or '.'} "
+                f"Pipelines in {file}: {', '.join(spec.pipelines)}", file,
+            )
     errors: list[ConfigError] = []
     pipelines: dict[str, PipelineConfig] = {}
+    skipped: dict[str, str] = {}
     for pname, pspec in spec.pipelines.items():
+        if only is not None and pname not in only:
+            continue
         base = ("pipelines", pname)
         try:
             pipelines[pname] = _resolve_pipeline(pname, pspec, base, positions, file, config_dir, plugins, check)
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
         except ConfigError as exc:
-            errors.append(exc)
+            found = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+            if pspec.optional and only is None and all(isinstance(e, MissingAssetError) for e in found):
+                skipped[pname] = "; ".join(e.message for e in found)
+                continue
+            errors.extend(found)
     if errors:
         raise ConfigErrors(sorted(errors, key=lambda e: (e.line or 0, e.column or 0)))
     _check_outputs(pipelines, file)
-    return Config(file, config_dir, pipelines, plugins, positions)
+    return Config(file, config_dir, pipelines, plugins, positions, skipped)
 
 
 def _check_outputs(pipelines: dict[str, PipelineConfig], file: str) -> None:
@@ -375,7 +394,7 @@ def _resolve_pipeline(
                 errors.append(ConfigError(str(exc), file, comp.line, comp.column, comp.path))
     if errors:
         raise ConfigErrors(errors)
-    return PipelineConfig(pname, source, stages, sinks, pspec.on_error)
+    return PipelineConfig(pname, source, stages, sinks, pspec.on_error, pspec.optional)
 
 
 def _ctx(name: str, pname: str, config_dir: Path) -> Context:
@@ -449,7 +468,8 @@ def _resolve_item(
             cls.check(params, ctx)
         except (ValueError, FileNotFoundError, ConfigError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
-            raise ConfigError(msg, file, line, col, format_path(opath)) from None
+            kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
+            raise kind_(msg, file, line, col, format_path(opath)) from None
     return Component(kind, name, cls, params, ctx, format_path(opath), line, col)
 
 
@@ -493,7 +513,8 @@ def _resolve_source(
             cls.check(params, ctx)
         except (ValueError, FileNotFoundError, ConfigError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
-            raise ConfigError(msg, file, line, col, format_path(path)) from None
+            kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
+            raise kind_(msg, file, line, col, format_path(path)) from None
     return Component("source", type_name, cls, params, ctx, format_path(path), line)
 
 

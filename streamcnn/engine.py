@@ -38,6 +38,7 @@ class PipelineStats:
     reconnects: int = 0
     seconds: float = 0.0
     error: str | None = None
+    left_out: str | None = None  # an optional pipeline whose model or media could not be had
 
     @property
     def fps(self) -> float:
@@ -63,6 +64,7 @@ class PipelineRun:
     abort_event: threading.Event = field(default_factory=threading.Event)
     reader: SourceReader | None = None
     thread: threading.Thread | None = None
+    insist: bool = False  # chosen by name (--pipeline): `optional` does not apply
     _last_error: str = ""
 
     @property
@@ -77,6 +79,11 @@ class PipelineRun:
             self.abort_event.set()
         if self.reader is not None:
             self.reader.stop()
+
+    def optional_missing(self, exc: BaseException) -> bool:
+        """True when this optional pipeline stopped because a model or media file could not be had
+        (e.g. a download failed): it is then left out with a warning rather than failing the run."""
+        return self.cfg.optional and not self.insist and isinstance(exc, FileNotFoundError)
 
     def _on_source_event(self, event: str, detail: dict[str, Any]) -> None:
         self.hook.streamcnn_source_event(
@@ -112,8 +119,12 @@ class PipelineRun:
                     f"frames (last error: {self._last_error})"
                 )
         except StreamcnnError as exc:
-            self.stats.error = str(exc)
-            plog.error("%s", redact(str(exc)))
+            if self.optional_missing(exc):
+                self.stats.left_out = str(exc)
+                plog.warning("optional pipeline '%s' left out: %s", name, redact(str(exc)))
+            else:
+                self.stats.error = str(exc)
+                plog.error("%s", redact(str(exc)))
         except Exception as exc:  # noqa: BLE001 - report, never crash the other pipelines
             self.stats.error = f"{type(exc).__name__}: {exc}"
             plog.exception("pipeline '%s' failed", name)
@@ -241,11 +252,14 @@ class Engine:
     with ``on_error: stop``, or ``stop()`` — e.g. from a SIGINT/SIGTERM handler).
     """
 
-    def __init__(self, config: Config, names: list[str] | None = None, max_frames: int | None = None) -> None:
+    def __init__(
+        self, config: Config, names: list[str] | None = None, max_frames: int | None = None, insist: bool = False
+    ) -> None:
         self.config = config
         self.hook = config.plugins.pm.hook
         chosen = names or list(config.pipelines)
-        self.runs = [PipelineRun(config.pipelines[n], self.hook, max_frames) for n in chosen]
+        insist = insist or bool(names)
+        self.runs = [PipelineRun(config.pipelines[n], self.hook, max_frames, insist=insist) for n in chosen]
         self._stopping = 0
 
     def start(self) -> None:

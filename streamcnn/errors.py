@@ -66,12 +66,20 @@ class ConfigErrors(ConfigError):
         return "\n".join(e.format() for e in self.errors)
 
 
+class MissingAssetError(ConfigError):
+    """A model or media file a pipeline needs is not available here (nor downloadable)."""
+
+
 class PluginError(ConfigError):
     """A plugin could not be loaded or conflicts with another one (exit code 2)."""
 
 
 class SourceError(StreamcnnError):
     """A source could not be opened or read (credentials are already removed from the message)."""
+
+
+class MediaNotFoundError(SourceError, FileNotFoundError):
+    """A source's file (e.g. a registry sample video) is neither here nor downloadable."""
 
 
 class StageError(StreamcnnError):

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +35,35 @@ import numpy as np
 
 from .errors import StreamcnnError
 from .ops.align import ARCFACE_SIZE, arcface_align
+from .ops.faces import run_fixed_batch
 
 log = logging.getLogger("streamcnn.faces")
 
 DEFAULT_COSINE_THRESHOLD = 0.40
+DEFAULT_EMBEDDING_MODEL = "mobilefacenet_128d"
 UNKNOWN = "unknown"
+_EPS = 1e-6  # a vector shorter than this is blank (never a match)
 #: The input recipe stored with every database; a database made with another recipe is refused.
 RECIPE = "arcface-5pt similarity 112x112, RGB, (x-127.5)/128, L2-normalised"
 DB_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _file_mode(path: Path) -> int:
+    """Permission bits for a database written to ``path``: those of the existing file, else
+    ``0o666 & ~umask`` (what ``open()`` would give a new file)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def people_count(n: int) -> str:
+    """``1 person``, ``2 people``, ``0 people``."""
+    return f"{n} person" if n == 1 else f"{n} people"
 
 
 class FaceDBError(StreamcnnError):
@@ -76,23 +97,32 @@ class FaceEmbedder:
     """Align + embed faces with one model call per batch.
 
     Args:
-        model: registry name (``mobilefacenet_128d``) or path.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
-        config_dir: folder that a relative model path resolves against.
-        stage: name for log lines.
+        model: a `streamcnn.runtime.ModelSession` made through the core (``ModelStage.load_model``,
+            or `streamcnn.models.resolve_model` + `streamcnn.runtime.get_session`), or — for
+            scripts — a registry name (``mobilefacenet_128d``) or path, resolved the same way.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (only when ``model`` is a name or path).
+        config_dir: folder that a relative model path resolves against (idem).
+        stage: name for log lines (idem).
 
     Attributes:
         path: the model file. sha256: its hex digest. dim: embedding size (e.g. 128).
     """
 
-    def __init__(self, model: str | Path = "mobilefacenet_128d", device: str = "auto",
+    def __init__(self, model=DEFAULT_EMBEDDING_MODEL, device: str = "auto",
                  config_dir: Path | None = None, stage: str = "face_recognize") -> None:
-        from .models import resolve_model, sha256_of
-        from .runtime import get_session
+        from .models import sha256_of
 
-        self.path, _ = resolve_model(model, config_dir)
+        if isinstance(model, (str, Path)):
+            from .models import resolve_model
+            from .runtime import get_session
+
+            path, _ = resolve_model(model, config_dir)
+            model = get_session(path, device, stage=stage)
+        if model.path is None:
+            raise ValueError(f"the embedding model {model.name} must be a file (its sha256 is stored in the database)")
+        self.session = model
+        self.path = Path(model.path)
         self.sha256 = sha256_of(self.path)
-        self.session = get_session(self.path, device, stage=stage)
         spec = self.session.inputs[0]
         self.input_name = spec.name
         self.fixed_batch = spec.shape[0] if isinstance(spec.shape[0], int) else None
@@ -105,10 +135,7 @@ class FaceEmbedder:
         if len(faces) == 0:
             return np.zeros((0, self.dim), np.float32)
         blob = cv2.dnn.blobFromImages(list(faces), 1 / 128, None, (127.5, 127.5, 127.5), swapRB=True)
-        if self.fixed_batch is None:
-            emb = self.session.run({self.input_name: blob})[0]
-        else:
-            emb = np.concatenate([self.session.run({self.input_name: blob[i:i + 1]})[0] for i in range(len(blob))])
+        emb = run_fixed_batch(self.session, self.input_name, blob, None, self.fixed_batch)[0]
         return l2_normalise(emb.reshape(len(faces), -1))
 
     def embed(self, image: np.ndarray, kps: np.ndarray) -> np.ndarray:
@@ -196,7 +223,8 @@ class FaceDB:
         """Best match per face.
 
         Args:
-            embeddings: (N, D) unit vectors (zero rows are allowed and never match).
+            embeddings: (N, D) unit vectors (zero rows are allowed and never match, whatever the
+                threshold; they get similarity 0).
             threshold: cosine similarity a match must reach (``≥``).
 
         Returns:
@@ -211,18 +239,33 @@ class FaceDB:
         emb = emb.reshape(n, -1)
         if emb.shape[1] != self.dim:
             raise FaceDBError(f"embedding size {emb.shape[1]} does not match the database's {self.dim}")
+        emb = np.where(np.isfinite(emb), emb, 0).astype(np.float32)
         sim = emb @ self.templates.T
+        sim[:, np.linalg.norm(self.templates, axis=1) <= _EPS] = -np.inf  # a blank template never wins
         best = sim.argmax(axis=1)
-        score = sim[np.arange(n), best].astype(np.float32)
-        ok = score >= threshold
+        score = sim[np.arange(n), best]
+        # a blank embedding (no face: degenerate landmarks) never matches, whatever the threshold
+        ok = (score >= threshold) & np.isfinite(score) & (np.linalg.norm(emb, axis=1) > _EPS)
+        score = np.where(np.isfinite(score), score, 0).astype(np.float32)
         identity[ok] = np.asarray(self.names, dtype=object)[best[ok]]
         return identity, score
 
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write ``.npz`` atomically (temporary file + rename, so a running pipeline never reads
-        a half-written database)."""
+        a half-written database). The file gets the mode of the file it replaces, or for a new
+        file the usual ``0666 & ~umask`` (not the 0600 of the temporary file).
+
+        Raises:
+            FaceDBError: the folder cannot be created or written (permissions, read-only, full disk).
+        """
         path = Path(path)
+        try:
+            self._write(path)
+        except OSError as e:
+            raise FaceDBError(f"cannot write face database {path}: {e.strerror or e}") from None
+
+    def _write(self, path: Path) -> None:
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -240,6 +283,7 @@ class FaceDB:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(buf.getvalue())
+            os.chmod(tmp, _file_mode(path))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -258,18 +302,29 @@ class FaceDB:
             FaceDBError: missing/unreadable file, missing fields, inconsistent shapes, other model.
         """
         path = Path(path)
+        not_db = (f"{path} is not a streamcnn face database (not a readable .npz file made by "
+                  f"`streamcnn faces enroll`); create one with `streamcnn faces enroll PEOPLE_DIR --out {path.name}`")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh:
+                magic = fh.read(4)
+            if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else is not ours
+                raise FaceDBError(not_db)
+            with np.load(path, allow_pickle=False) as z:  # never unpickles: object arrays are refused
                 data = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise FaceDBError(f"face database {path} does not exist (create it with `streamcnn faces enroll`)") \
                 from None
-        except (OSError, ValueError, EOFError) as e:
-            raise FaceDBError(f"face database {path} is not a readable .npz file: {e}") from None
+        except IsADirectoryError:
+            raise FaceDBError(f"face database {path} is a folder, not a .npz file") from None
+        except PermissionError as e:
+            raise FaceDBError(f"cannot read face database {path}: {e.strerror}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            # numpy's own text may talk about pickled data and allow_pickle: never suggest that
+            raise FaceDBError(not_db) from None
         missing = [k for k in ("names", "templates", "model_sha256") if k not in data]
         if missing:
             raise FaceDBError(f"face database {path} lacks {', '.join(missing)}; re-create it with "
-                              "`streamcnn faces enroll`")
+                              f"`streamcnn faces enroll PEOPLE_DIR --out {path.name} --fresh`")
         names = [str(x) for x in data["names"].reshape(-1)]
         templates = np.asarray(data["templates"], np.float32)
         if templates.ndim != 2 or len(templates) != len(names):
@@ -312,6 +367,7 @@ class EnrolReport:
         several: photos with more than one face (the largest was used unless strict).
         unreadable: files that could not be decoded as images.
         loose: image files directly in PEOPLE_DIR (not in a person folder), ignored.
+        hidden: hidden folders/images that were skipped (see `PeopleFolder`).
         embeddings: name → (K, D) unit embeddings of the photos used.
     """
 
@@ -320,30 +376,67 @@ class EnrolReport:
     several: list[Path] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
     loose: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def person_photos(people_dir: Path) -> tuple[dict[str, list[Path]], list[Path]]:
-    """``{name: sorted photo paths}`` from ``PEOPLE_DIR/<name>/*.<image>`` and the loose images.
+@dataclass
+class PeopleFolder:
+    """What `person_photos` found in PEOPLE_DIR.
+
+    Attributes:
+        people: ``{name: sorted photo paths}``; a person's photos are every image file in their
+            folder **and its sub-folders** (e.g. ``obama/2019/a.jpg``).
+        loose: image files directly in PEOPLE_DIR (not in a person folder), ignored.
+        hidden: hidden entries (name starting with ``.``) that were skipped: person folders like
+            ``.git`` or ``.thumbnails``, and hidden folders or image files inside a person's folder.
+    """
+
+    people: dict[str, list[Path]] = field(default_factory=dict)
+    loose: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+
+
+def _photos_under(folder: Path, hidden: list[Path]) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (hidden names skipped and recorded), sorted."""
+    photos: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        base = Path(root)
+        for d in sorted(dirs):
+            if d.startswith("."):
+                hidden.append(base / d)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if Path(f).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            (hidden if f.startswith(".") else photos).append(base / f)
+    return sorted(photos)
+
+
+def person_photos(people_dir: Path) -> PeopleFolder:
+    """The people of ``PEOPLE_DIR/<name>/`` (photos found recursively), loose images and hidden
+    entries skipped (see `PeopleFolder`).
 
     Raises:
         FaceDBError: ``people_dir`` is not a folder.
     """
     if not people_dir.is_dir():
         raise FaceDBError(f"{people_dir} is not a folder (expected one sub-folder of photos per person)")
-    people: dict[str, list[Path]] = {}
-    loose: list[Path] = []
+    found = PeopleFolder()
     for entry in sorted(people_dir.iterdir()):
-        if entry.is_dir():
-            photos = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            people[entry.name] = photos
+        if entry.name.startswith("."):
+            if entry.is_dir() or entry.suffix.lower() in IMAGE_SUFFIXES:
+                found.hidden.append(entry)
+        elif entry.is_dir():
+            found.people[entry.name] = _photos_under(entry, found.hidden)
         elif entry.suffix.lower() in IMAGE_SUFFIXES:
-            loose.append(entry)
-    return people, loose
+            found.loose.append(entry)
+    return found
 
 
 def enroll_folder(people_dir: str | Path, detector, embedder: FaceEmbedder) -> EnrolReport:
-    """Embed the largest face of every photo in ``PEOPLE_DIR/<name>/``.
+    """Embed the largest face of every photo in ``PEOPLE_DIR/<name>/`` (and its sub-folders;
+    hidden folders and files are skipped and listed in the report).
 
     Args:
         people_dir: folder with one sub-folder per person (the folder name is the person's name).
@@ -353,9 +446,9 @@ def enroll_folder(people_dir: str | Path, detector, embedder: FaceEmbedder) -> E
     Returns:
         An `EnrolReport` (people with no usable photo are absent from ``people``).
     """
-    people, loose = person_photos(Path(people_dir))
-    rep = EnrolReport(loose=loose)
-    for name, photos in people.items():
+    found = person_photos(Path(people_dir))
+    rep = EnrolReport(loose=found.loose, hidden=found.hidden)
+    for name, photos in found.people.items():
         embs = []
         for photo in photos:
             img = cv2.imread(str(photo), cv2.IMREAD_COLOR)
@@ -382,7 +475,7 @@ def enroll_folder(people_dir: str | Path, detector, embedder: FaceEmbedder) -> E
 
 def describe(db: FaceDB) -> str:
     """A human-readable summary (``streamcnn faces list``)."""
-    lines = [f"{len(db)} people, {db.dim}-d templates, embedding model {db.model_name or '?'} "
+    lines = [f"{people_count(len(db))}, {db.dim}-d templates, embedding model {db.model_name or '?'} "
              f"(sha256 {db.model_sha256[:12]}…)"]
     width = max([len(n) for n in db.names] + [4])
     for n, c in zip(db.names, db.counts):
@@ -397,6 +490,7 @@ def recipe_json(db: FaceDB) -> str:
 
 
 __all__: Sequence[str] = [
-    "DEFAULT_COSINE_THRESHOLD", "EnrolReport", "FaceDB", "FaceDBError", "FaceEmbedder", "RECIPE", "UNKNOWN",
-    "cosine_to_l2", "describe", "enroll_folder", "l2_normalise", "l2_to_cosine", "person_photos",
+    "DEFAULT_COSINE_THRESHOLD", "DEFAULT_EMBEDDING_MODEL", "EnrolReport", "FaceDB", "FaceDBError", "FaceEmbedder",
+    "PeopleFolder", "RECIPE", "UNKNOWN", "cosine_to_l2", "describe", "enroll_folder", "l2_normalise", "l2_to_cosine",
+    "people_count", "person_photos",
 ]

@@ -297,6 +297,6 @@ def check_model(model: str | Path, config_dir: Path | None = None) -> None:
         return
     entry = lookup(model)
     if entry is not None and entry.url and not offline():
-        log.warning("model %r is not downloaded yet; `streamcnn run` will fetch it from %s", str(model), entry.url)
+        log.info("model %r is not downloaded yet; `streamcnn run` will fetch it from %s", str(model), entry.url)
         return
     resolve(model, config_dir, download=False)

@@ -302,3 +302,24 @@ def test_pipeline_placeholder_in_output_paths_and_raising_stop_hook(tmp_path):
     assert len((tmp_path / "out" / "b.jsonl").read_text().splitlines()) == 4
     assert "hook streamcnn_pipeline_stopped (plugins: " in res.stderr
     assert "raised: ValueError: stop hook boom at " in res.stderr and "Traceback" not in res.stderr
+
+
+def test_default_pipelines_on_a_fresh_offline_machine(tmp_path):
+    """No assets, no cache, no network: `demo` runs, the optional pipelines are left out (rc 0);
+    asking for one by name insists (a configuration error naming what is missing)."""
+    env = {"STREAMCNN_ASSETS": str(tmp_path / "none"), "STREAMCNN_CACHE": str(tmp_path / "cache"),
+           "STREAMCNN_OFFLINE": "1"}
+    (tmp_path / "none").mkdir()
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text((ROOT / "pipelines.yaml").read_text())
+    res = run_cli("run", str(cfg), "--max-frames", "5", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "demo: 5 frames" in res.stderr
+    for name in ("street", "faces", "starry"):
+        assert f"optional pipeline '{name}' left out: " in res.stderr
+    assert "optional pipeline 'street' left out: video file 'vtest.avi' not found (downloads are off" in res.stderr
+    res = run_cli("validate", str(cfg), env=env)
+    assert res.returncode == 0 and "OK (1 pipeline(s) ready, 3 optional one(s) left out)" in res.stdout
+    res = run_cli("run", str(cfg), "--pipeline", "street", env=env)
+    assert res.returncode == 2
+    assert "pipelines.street.stages[0].yolo: model 'yolox_nano_coco_416' not found (downloads are off" in res.stderr

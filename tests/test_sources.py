@@ -252,7 +252,7 @@ def test_missing_registry_video_is_called_a_video_file(tmp_path, monkeypatch):
         src.open()  # offline (conftest): no download
     msg = str(err.value)
     assert msg.startswith("video file") and "model '" not in msg and "STREAMCNN_OFFLINE" in msg
-    with pytest.raises(ValueError, match="^video file"):
+    with pytest.raises(FileNotFoundError, match="^video file"):  # a missing asset (MissingAssetError in config)
         VideoFileSource.check(src.params, src.ctx)
     monkeypatch.setenv("STREAMCNN_OFFLINE", "0")
     VideoFileSource.check(src.params, src.ctx)  # downloadable: fine at validate time (nothing fetched)

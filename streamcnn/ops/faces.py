@@ -215,10 +215,11 @@ def select_faces(xyxy: np.ndarray, score: np.ndarray, kps: np.ndarray | None, in
 
 
 # ---------------------------------------------------------------------------------- preprocess
-def pad_to_multiple(image: np.ndarray, max_side: int | None, multiple: int = 32
-                    ) -> tuple[np.ndarray, LetterboxInfo]:
+def shrink_and_pad(image: np.ndarray, max_side: int | None, multiple: int = 32
+                   ) -> tuple[np.ndarray, LetterboxInfo]:
     """Shrink so the longer side is ≤ ``max_side`` (never enlarge), then zero-pad right/bottom
-    to multiples of ``multiple`` (YuNet/SCRFD dynamic-input recipe, MODELS.md §4).
+    to multiples of ``multiple`` (YuNet/SCRFD dynamic-input recipe, MODELS.md §4). Not to be
+    confused with `streamcnn.ops.image.pad_to_multiple` (reflect padding, no resizing).
 
     Returns:
         the uint8 canvas (H', W', 3) and the mapping (per-axis scale = resized / original size,
@@ -237,6 +238,26 @@ def pad_to_multiple(image: np.ndarray, max_side: int | None, multiple: int = 32
 def _blob(img: np.ndarray, rgb: bool, mean: float, scale: float) -> np.ndarray:
     """uint8 H×W×3 BGR → float32 (1, 3, H, W) ``(x − mean)·scale``."""
     return cv2.dnn.blobFromImage(img, scale, None, (mean, mean, mean), swapRB=rgb)
+
+
+def run_fixed_batch(session, feed_name: str, blob: np.ndarray, output_names: list[str] | None = None,
+                    fixed_batch: int | None = None) -> list[np.ndarray]:
+    """Run ``session`` on an (N, ...) ``blob``: one call for a dynamic batch axis, else one call
+    per item (``fixed_batch`` = the model's declared batch size, 1 in practice) with the outputs
+    concatenated along axis 0. Used by the landmark and embedding models."""
+    if fixed_batch is None or len(blob) == fixed_batch:
+        return session.run({feed_name: blob}, output_names)
+    parts = [session.run({feed_name: blob[i:i + 1]}, output_names) for i in range(len(blob))]
+    if not parts:
+        return session.run({feed_name: blob[:0]}, output_names)
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def detector_format(format: str, registry_params: dict) -> str | None:
+    """The head format: ``format`` unless ``auto``, else the registry's (None when unknown or not a
+    face-detector format)."""
+    fmt = format if format != "auto" else registry_params.get("format")
+    return fmt if fmt in FACE_FORMATS else None
 
 
 # ------------------------------------------------------------------------------------ runner
@@ -260,40 +281,46 @@ class FaceDetector:
     """One face-detection model: preprocessing, ONNX call, decoding, NMS.
 
     Args:
-        model: registry name (``yunet_n_dynamic``, ``yunet_n_320_320``, ``scrfd_2.5g_bnkps``,
-            ``ultraface_rfb320``, ``ultraface_rfb320_raw``) or path to an ``.onnx`` file.
-        format: head format; ``auto`` takes it from the registry.
+        model: a `streamcnn.runtime.ModelSession` made through the core (``ModelStage.load_model``,
+            or `streamcnn.models.resolve_model` + `streamcnn.runtime.get_session`), or — for
+            scripts — a registry name (``yunet_n_dynamic``, ``yunet_n_320_320``,
+            ``scrfd_2.5g_bnkps``, ``ultraface_rfb320``, ``ultraface_rfb320_raw``) or ``.onnx`` path,
+            resolved the same way.
+        format: head format; ``auto`` takes it from ``registry_params``.
         conf, iou: score threshold and NMS IoU (None: the format's default, `FORMAT_DEFAULTS`).
         imgsz: longest network-input side for dynamic-input models (YuNet/SCRFD), in pixels;
             fixed-input models use their own size.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
-        config_dir: folder that relative model paths resolve against.
-        stage: name used in log lines.
+        device, config_dir, stage: used only when ``model`` is a name or path (device, folder that
+            relative paths resolve against, name for log lines).
         max_det: keep at most this many faces.
         score_mode: YuNet only: ``product`` (cls·obj, the origin repository) or ``sqrt``
             (sqrt(cls·obj), OpenCV ``FaceDetectorYN``; use with thresholds tuned for OpenCV).
+        registry_params: the registry's parameters for the model when ``model`` is a session.
 
     Raises:
-        ModelNotFoundError, StreamcnnError: model missing or unloadable, or unknown format.
+        ModelNotFoundError, StreamcnnError: model missing or unloadable; ValueError: unknown format.
     """
 
-    def __init__(self, model: str | Path, format: str = "auto", conf: float | None = None,
+    def __init__(self, model, format: str = "auto", conf: float | None = None,
                  iou: float | None = None, imgsz: int = 640, device: str = "auto",
                  config_dir: Path | None = None, stage: str = "face_detect", max_det: int | None = 100,
-                 score_mode: Literal["product", "sqrt"] = "product") -> None:
-        from ..errors import StreamcnnError
-        from ..models import resolve_model
-        from ..runtime import get_session
+                 score_mode: Literal["product", "sqrt"] = "product", registry_params: dict | None = None) -> None:
+        if isinstance(model, (str, Path)):
+            from ..models import resolve_model
+            from ..runtime import get_session
 
-        path, reg = resolve_model(model, config_dir)
-        fmt = format if format != "auto" else reg.get("format")
-        if fmt not in FACE_FORMATS:
-            raise StreamcnnError(
-                f"stage '{stage}': cannot tell the face-detector format of {path.name}"
-                f"{'' if fmt is None else f' (registry says {fmt!r})'}; set format: one of {', '.join(FACE_FORMATS)}"
+            path, registry_params = resolve_model(model, config_dir)
+            model = get_session(path, device, stage=stage)
+        reg = registry_params or {}
+        fmt = detector_format(format, reg)
+        if fmt is None:
+            said = format if format != "auto" else reg.get("format")
+            raise ValueError(
+                f"cannot tell the face-detector format of {Path(str(model.path or model.name)).name}"
+                f"{'' if said is None else f' (format {said!r})'}; face-detector formats: {', '.join(FACE_FORMATS)}"
             )
         self.format: str = fmt
-        self.session = get_session(path, device, stage=stage)
+        self.session = model
         spec = self.session.inputs[0]
         self.input_name = spec.name
         h, w = spec.shape[2], spec.shape[3]
@@ -308,6 +335,17 @@ class FaceDetector:
         self.score_mode = score_mode
         self.priors = ultraface_priors(*self.fixed) if fmt == "ultraface_raw" else None
 
+    @property
+    def has_landmarks(self) -> bool:
+        """True for the 5-point formats (YuNet, SCRFD)."""
+        return self.format in ("yunet", "scrfd")
+
+    def working_size(self) -> str:
+        """The network input size in words, for start-up log lines."""
+        if self.fixed is not None:
+            return f"fixed {self.fixed[0]}x{self.fixed[1]} input"
+        return f"longer side <= {self.imgsz} (imgsz), padded to multiples of 32"
+
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxInfo]:
         """uint8 H×W×3 BGR → (float32 (1, 3, h, w) blob, mapping network → frame pixels)."""
         fmt = self.format
@@ -317,7 +355,7 @@ class FaceDetector:
         if self.fixed is not None:  # fixed-size YuNet/SCRFD: top-left letterbox, zero padding
             canvas, info = letterbox(image, *self.fixed, mode="top-left", pad_value=0)
         else:
-            canvas, info = pad_to_multiple(image, self.imgsz, 32)
+            canvas, info = shrink_and_pad(image, self.imgsz, 32)
         if fmt == "yunet":  # BGR 0..255
             return _blob(canvas, False, 0.0, 1.0), info
         return _blob(canvas, True, 127.5, 1 / 128), info  # scrfd: RGB (x − 127.5)/128
@@ -348,5 +386,6 @@ class FaceDetector:
 
 __all__ = [
     "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "FaceResult", "cell_centres", "decode_scrfd",
-    "decode_ultraface_raw", "decode_yunet", "pad_to_multiple", "select_faces", "ultraface_priors",
+    "decode_ultraface_raw", "decode_yunet", "detector_format", "run_fixed_batch", "select_faces", "shrink_and_pad",
+    "ultraface_priors",
 ]
