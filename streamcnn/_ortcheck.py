@@ -11,10 +11,10 @@ import importlib.metadata as md
 import sys
 
 FIX_BOTH = (
-    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'streamcnn[cpu]'   "
-    "(or 'streamcnn[gpu]' for NVIDIA GPUs)"
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install -e '.[cpu]' in the streamcnn checkout   "
+    "(or '.[gpu]' for NVIDIA GPUs)"
 )
-FIX_NONE = "pip install 'streamcnn[cpu]'   (or 'streamcnn[gpu]' for NVIDIA GPUs with CUDA 12/13 + cuDNN 9)"
+FIX_NONE = "pip install -e '.[cpu]' in the streamcnn checkout   (or '.[gpu]' for NVIDIA GPUs with CUDA 12/13 + cuDNN 9)"
 
 
 def installed_ort_distributions() -> list[str]:

@@ -135,7 +135,9 @@ def validate(file: str) -> None:
 @main.command("plugins")
 @click.option("-c", "--config", "file", type=click.Path(dir_okay=False), default=None,
               help="Also load the plugins listed in this YAML file.")
-def plugins_cmd(file: str | None) -> None:
+@click.option("-o", "--options", "show", metavar="NAME", default=None,
+              help="Show the YAML options of one stage, source or sink type (with defaults), or 'all'.")
+def plugins_cmd(file: str | None, show: str | None) -> None:
     """List every stage, source and sink type, where it came from and its status."""
     plugins = load_plugins()
     errors: list[str] = []
@@ -151,6 +153,9 @@ def plugins_cmd(file: str | None) -> None:
                 plugins.load_ref(PluginRef(str(spec), file, *positions.find(("plugins", i)), config_dir=config_dir))
             except StreamcnnError as exc:
                 errors.append(str(exc))
+    if show is not None:
+        _show_options(plugins, show)
+        return
     rows = []
     for kind in KINDS:
         for name, entry in sorted(plugins.types[kind].items()):
@@ -167,6 +172,34 @@ def plugins_cmd(file: str | None) -> None:
         click.echo(msg, err=True)
     if plugins.conflicts or errors:
         sys.exit(2)
+
+
+def _show_options(plugins, show: str) -> None:
+    from pydantic_core import PydanticUndefined
+
+    from .config import describe_expected, suggest
+
+    entries = [e for kind in KINDS for e in plugins.types[kind].values() if show in ("all", e.name)]
+    if not entries:
+        names = sorted({n for kind in KINDS for n in plugins.types[kind]})
+        click.echo(f"no stage, source or sink named {show!r}{suggest(show, names) or '.'} "
+                   f"Known: {', '.join(names)}", err=True)
+        sys.exit(2)
+    for e in sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)):
+        model = e.cls.Params
+        doc = (e.cls.__doc__ or "").strip().splitlines()
+        click.echo(f"{e.kind} {e.name}" + (f" — {doc[0]}" if doc else ""))
+        for fname, info in model.model_fields.items():
+            if info.default is PydanticUndefined and info.default_factory is None:
+                default = "required"
+            elif info.default_factory is not None or info.default is None:
+                default = "optional"
+            else:
+                default = f"default {info.default!r}"
+            expected = describe_expected(model, (fname,)) or str(info.annotation)
+            desc = f" — {info.description}" if info.description else ""
+            click.echo(f"    {fname}: {expected}; {default}{desc}")
+        click.echo("")
 
 
 @main.command("models")

@@ -1,16 +1,18 @@
 """``streamcnn faces``: build and inspect face enrolment databases.
 
 * ``streamcnn faces enroll PEOPLE_DIR --out faces.npz [--strict] [--fresh]``: one sub-folder per
-  person (the folder name is the name), one or more photos each. The largest face of each photo
-  is aligned and embedded; a person's template is the re-normalised mean. People already in an
-  existing ``--out`` database who are not in PEOPLE_DIR are kept as they are (not re-embedded);
-  people in PEOPLE_DIR replace their old entry. Photos without a face are reported by file name
-  and skipped; with ``--strict`` they, and photos with several faces, are errors and nothing is
-  written.
+  person (the folder name is the name), one or more photos each; photos in sub-folders of a
+  person's folder count too (``obama/2019/a.jpg``), hidden folders and files (``.name``) are
+  skipped with a message. The largest face of each photo is aligned and embedded; a person's
+  template is the re-normalised mean. People already in an existing ``--out`` database who are not
+  in PEOPLE_DIR are kept as they are (not re-embedded); people in PEOPLE_DIR replace their old
+  entry. Photos without a face are reported by file name and skipped; with ``--strict`` they, and
+  photos with several faces, are errors and nothing is written. ``--detector`` must be a
+  5-landmark face detector (yunet or scrfd), ``--model`` an embedding model.
 * ``streamcnn faces list faces.npz [--json]``: names, photo counts and the embedding model.
-* ``streamcnn faces remove faces.npz NAME...``: remove people.
+* ``streamcnn faces remove faces.npz NAME...``: remove people (a name given twice is removed once).
 
-Exit codes: 0 success, 2 user error (message on stderr, no traceback), 1 other failure.
+Exit codes: 0 success, 2 user error (one-line message on stderr, no traceback), 1 other failure.
 """
 
 from __future__ import annotations
@@ -21,12 +23,75 @@ from pathlib import Path
 import click
 
 from .errors import StreamcnnError
-from .facedb import FaceDB, FaceDBError, FaceEmbedder, describe, enroll_folder, person_photos, recipe_json
+from .facedb import (
+    DEFAULT_EMBEDDING_MODEL,
+    FaceDB,
+    FaceDBError,
+    FaceEmbedder,
+    describe,
+    enroll_folder,
+    people_count,
+    person_photos,
+    recipe_json,
+)
+
+
+class UsageError(StreamcnnError):
+    """A wrong option value (exit code 2)."""
+
+    exit_code = 2
 
 
 def _fail(exc: StreamcnnError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def _check_device(device: str) -> None:
+    """The same device check as every stage's ``device`` option (incl. "cuda needs the GPU build")."""
+    from pydantic import ValidationError
+
+    from .modelstage import DeviceParams
+
+    try:
+        DeviceParams(device=device)
+    except ValidationError as e:
+        err = e.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        raise UsageError(f"--device: {cause if cause is not None else err['msg']}") from None
+
+
+def _check_family(option: str, model: str, family: str, what: str) -> None:
+    """Refuse a registry model of another family than ``family`` for ``option``."""
+    from .models import lookup, registry
+
+    entry = lookup(model) or lookup(Path(model).name)
+    if entry is not None and entry.family != family:
+        fitting = sorted(e.name for e in registry().values() if e.family == family)
+        raise UsageError(f"{option} {model}: a {entry.family} model, not {what}; use one of: {', '.join(fitting)}")
+
+
+def _load_models(detector: str, model: str, device: str):
+    """The face detector and embedder for enrolment, through the core's model resolution."""
+    from .models import resolve_model
+    from .ops.faces import FaceDetector, detector_format
+    from .runtime import get_session
+
+    _check_device(device)
+    _check_family("--detector", detector, "face_detect", "a face detector")
+    _check_family("--model", model, "embedding", "a face-embedding model")
+    det_path, det_reg = resolve_model(detector)
+    fmt = detector_format("auto", det_reg)
+    if fmt is None:
+        raise UsageError(f"--detector {detector}: not a face detector streamcnn knows (registry face detectors "
+                         "with 5 landmarks: yunet_n_dynamic, yunet_n_320_320, scrfd_2.5g_bnkps)")
+    if fmt.startswith("ultraface"):
+        raise UsageError(f"--detector {detector} gives no face landmarks; enrolment needs a 5-point detector "
+                         "(yunet_n_dynamic, yunet_n_320_320 or scrfd_2.5g_bnkps)")
+    emb_path, _ = resolve_model(model)
+    embedder = FaceEmbedder(get_session(emb_path, device, stage="faces enroll"))
+    det = FaceDetector(get_session(det_path, device, stage="faces enroll"), registry_params=det_reg)
+    return det, embedder
 
 
 @click.group("faces")
@@ -41,32 +106,32 @@ def faces() -> None:
 @click.option("--strict", is_flag=True, help="Photos with no face or with several faces are errors.")
 @click.option("--fresh", is_flag=True, help="Start a new database instead of updating --out.")
 @click.option("--detector", default="yunet_n_dynamic", show_default=True,
-              help="Face detector (a 5-landmark format: yunet or scrfd), registry name or path.")
-@click.option("--model", default="mobilefacenet_128d", show_default=True,
+              help="Face detector with 5 landmarks (yunet or scrfd), registry name or path.")
+@click.option("--model", default=DEFAULT_EMBEDDING_MODEL, show_default=True,
               help="Embedding model, registry name or path.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str, model: str, device: str) -> None:
     """Enrol the people in PEOPLE_DIR (PEOPLE_DIR/<name>/<photos>) into --out."""
-    from .ops.faces import FaceDetector
-
     try:
-        people, _ = person_photos(people_dir)
-        if not people:
+        found = person_photos(people_dir)
+        if not found.people:
             raise FaceDBError(f"{people_dir} has no person folders (expected {people_dir}/<name>/<photos>)")
-        embedder = FaceEmbedder(model, device, stage="faces enroll")
+        det, embedder = _load_models(detector, model, device)
         db = None
         if out.exists() and not fresh:
-            db = FaceDB.load(out, None)
+            try:
+                db = FaceDB.load(out, None)
+            except FaceDBError as e:
+                raise FaceDBError(f"{e} (or use --fresh to replace it)") from None
             if db.model_sha256 != embedder.sha256:
                 raise FaceDBError(
                     f"{out} was made with another embedding model ({db.model_name or '?'}, sha256 "
                     f"{db.model_sha256[:12]}…); use --fresh to rebuild it with {embedder.path.name}")
-        det = FaceDetector(detector, device=device, stage="faces enroll")
-        if det.format.startswith("ultraface"):
-            raise FaceDBError(f"detector {detector} gives no landmarks; use a yunet or scrfd model")
         rep = enroll_folder(people_dir, det, embedder)
     except StreamcnnError as exc:
         _fail(exc)
+    for p in rep.hidden:
+        click.echo(f"skipped hidden {'folder' if p.is_dir() else 'file'} {p}", err=True)
     for p in rep.loose:
         click.echo(f"ignored {p}: photos go into a folder per person ({people_dir}/<name>/)", err=True)
     for p in rep.unreadable:
@@ -75,7 +140,7 @@ def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str
         click.echo(f"no face found: {p}", err=True)
     for p in rep.several:
         click.echo(f"several faces in {p}" + ("" if strict else " (using the largest)"), err=True)
-    missing = [n for n in people if n not in rep.people]
+    missing = [n for n in found.people if n not in rep.people]
     for n in missing:
         click.echo(f"{n}: no usable photo in {people_dir / n}; not enrolled", err=True)
     if strict and (rep.no_face or rep.several or rep.unreadable or missing):
@@ -89,9 +154,12 @@ def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str
     if not len(db):
         click.echo(f"error: no face could be enrolled from {people_dir}; {out} not written", err=True)
         sys.exit(2)
-    db.save(out)
+    try:
+        db.save(out)
+    except StreamcnnError as exc:
+        _fail(exc)
     done = ", ".join(f"{n} ({c} photo{'s' if c != 1 else ''})" for n, c in rep.people.items()) or "nobody"
-    click.echo(f"enrolled {done} → {out} ({len(db)} people)")
+    click.echo(f"enrolled {done} → {out} ({people_count(len(db))})")
 
 
 @faces.command("list")
@@ -111,17 +179,19 @@ def list_cmd(database: Path, as_json: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 def remove(database: Path, names: tuple[str, ...]) -> None:
     """Remove NAMES from DATABASE (nobody else is re-embedded)."""
+    names = tuple(dict.fromkeys(names))  # a name given twice is removed once
     try:
         db = FaceDB.load(database, None, None)
         unknown = [n for n in names if n not in db.names]
         if unknown:
-            raise FaceDBError(f"not in {database}: {', '.join(unknown)} (people: {', '.join(db.names) or 'none'})")
+            raise FaceDBError(f"not in {database}: {', '.join(unknown)} (people: {', '.join(db.names) or 'none'}); "
+                              "nothing removed")
+        for n in names:
+            db.remove(n)
+        db.save(database)
     except StreamcnnError as exc:
         _fail(exc)
-    for n in names:
-        db.remove(n)
-    db.save(database)
-    click.echo(f"removed {', '.join(names)} from {database} ({len(db)} people left)")
+    click.echo(f"removed {', '.join(names)} from {database} ({people_count(len(db))} left)")
 
 
 __all__ = ["faces"]

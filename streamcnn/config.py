@@ -96,9 +96,11 @@ class Config:
 
 # -- error helpers ---------------------------------------------------------------------------
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
-    """`` — did you mean 'x'?`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" — did you mean {close[0]!r}?" if close else ""
+    """`` — did you mean 'x'?`` for the closest choice (case-insensitive), or an empty string."""
+    options = [str(c) for c in choices]
+    by_lower = {c.lower(): c for c in options}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" — did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def _unwrap(annotation: Any) -> tuple[list[Any], list[Any]]:
@@ -194,7 +196,7 @@ def pydantic_to_config_errors(
     seen: set[tuple[Any, ...]] = set()
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (
-            "[" in p or p.startswith(("function-", "constrained-")))))
+            "[" in p or p.startswith(("function-", "constrained-")) or p in _UNION_TAGS)))
         kind = err["type"]
         if loc in seen and kind not in ("extra_forbidden", "missing"):
             continue  # one message per location (unions produce several)
@@ -249,6 +251,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...], what: str) -> tuple[
         break
     return model, loc[i:], what
 
+
+_UNION_TAGS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none", "bytes"}  # pydantic union branches
 
 _TYPE_KINDS = {
     "float_parsing", "float_type", "int_parsing", "int_type", "int_from_float", "bool_parsing", "bool_type",

@@ -7,7 +7,8 @@
   sha256 and input recipe, stored as ``.npz``. A person's template is the re-normalised mean of
   their unit embeddings; the per-person sum is kept so people can be added, replaced or removed
   without re-embedding anyone else.
-* `enroll_folder`: ``PEOPLE_DIR/<name>/*.jpg`` → embeddings of the largest face per photo.
+* `enroll_folder`: ``PEOPLE_DIR/<name>/*.jpg`` (sub-folders of a person's folder included; hidden
+  folders and files skipped and reported) → embeddings of the largest face per photo.
 
 Similarity is cosine on unit vectors; for unit vectors ``‖a − b‖² = 2 − 2·cos``, so a cosine
 threshold t is the L2 threshold ``sqrt(2 − 2t)`` (`cosine_to_l2`, `l2_to_cosine`).

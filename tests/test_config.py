@@ -247,3 +247,21 @@ def test_indentation_hint_and_error_order(tmp_path):
         """)
     lines = errors_of(path).splitlines()
     assert [ln.split(": ")[0] for ln in lines] == [f"{path}:4:31", f"{path}:4:42"]
+
+
+def test_plugins_options_lists_every_option_with_defaults():
+    res = run_cli("plugins", "--options", "edges")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("stage edges — ")
+    assert "    stride: an integer ≥ 1; default 1 — step in pixels between kernel positions" in lines
+    assert any(ln.startswith("    weights: ") and "; optional" in ln for ln in lines)
+    res = run_cli("plugins", "-o", "edgs")
+    assert res.returncode == 2 and "no stage, source or sink named 'edgs' — did you mean 'edges'?" in res.stderr
+
+
+def test_case_insensitive_suggestions():
+    from streamcnn.config import suggest
+
+    assert suggest("L2", ["cosine", "l2"]) == " — did you mean 'l2'?"
+    assert suggest("Sobel", ["sobel", "scharr"]) == " — did you mean 'sobel'?"

@@ -190,7 +190,7 @@ def test_cuda_that_lands_on_cpu_fails_naming_stage_and_providers(device, device_
         f"stage 'edges': model tiny was asked to run on CUDAExecutionProvider (device_id {device_id}) "
         "but ONNX Runtime runs it on CPUExecutionProvider: "
     )
-    assert "streamcnn[gpu]" in msg and "cuDNN" in msg
+    assert "pip install -e '.[gpu]'" in msg and "cuDNN" in msg
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert "no CUDA provider" in msg
     elif not runtime._has_cuda_driver():

@@ -111,7 +111,7 @@ md.version = version
 
 
 @pytest.mark.parametrize("present, expected", [
-    ([], "streamcnn needs ONNX Runtime, and none is installed. Run: pip install 'streamcnn[cpu]'"),
+    ([], "streamcnn needs ONNX Runtime, and none is installed. Run: pip install -e '.[cpu]' in the streamcnn checkout"),
     (["onnxruntime", "onnxruntime-gpu"], "both onnxruntime and onnxruntime-gpu are installed; they overwrite each "
                                          "other's files"),
 ])
