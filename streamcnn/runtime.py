@@ -46,8 +46,8 @@ _DEVICE_RE = re.compile(r"^(?:auto|cpu|cuda(?::(\d+))?)$")
 _ORT_DEFAULT_LOG_SEVERITY = 2  # ORT's own default for its default logger (warnings and up)
 GPU_FIX = (
     "install the GPU build of ONNX Runtime: pip uninstall -y onnxruntime onnxruntime-gpu && "
-    "pip install -e '.[gpu]' in the streamcnn checkout (needs the NVIDIA driver plus the CUDA and cuDNN 9 libraries that "
-    "onnxruntime-gpu was built for; '.[gpu-wheels]' installs CUDA/cuDNN as pip wheels), "
+    "pip install -e '.[gpu]' in the streamcnn checkout (needs the NVIDIA driver plus the CUDA and "
+    "cuDNN 9 libraries that onnxruntime-gpu was built for; '.[gpu-wheels]' installs CUDA/cuDNN as pip wheels), "
     "or set device: cpu / auto"
 )
 
