@@ -9,6 +9,16 @@ Typical pipeline::
       - face_recognize: {database: faces.npz}
       - annotate: {}
 
+Chains that work (``streamcnn validate`` rejects the others, at the stage's line):
+
+* ``face_detect`` (yunet or scrfd) → ``face_recognize``: the detector's 5 points are used;
+* any ``face_detect`` (also ultraface) → ``landmarks: {model: pfld68_112}`` → ``face_recognize``:
+  the 5 points are derived from the 68 (with yunet/scrfd the detector's 5 points are kept and used);
+* ``face_detect`` (yunet or scrfd) → ``landmarks: {model: pfld106_lite_112}`` → ``face_recognize``
+  (the detector's points are used; 106 points cannot be reduced to the 5 ArcFace points, so
+  ultraface → pfld106 → face_recognize does not work);
+* ``landmarks`` and ``face_recognize`` need a ``face_detect`` before them.
+
 Decoders, crops and alignment live in the core (`streamcnn.ops.faces`, `streamcnn.ops.align`); the
 embedder and database in `streamcnn.facedb`. Model facts: shared/models/MODELS.md §4-9.
 """
@@ -18,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -27,21 +38,42 @@ from pydantic import model_validator
 from streamcnn import Context, Detections, Field, Frame, Params, Stage, StreamcnnError, hookimpl
 from streamcnn.facedb import (
     DEFAULT_COSINE_THRESHOLD,
+    DEFAULT_EMBEDDING_MODEL,
     FaceDB,
     FaceDBError,
     FaceEmbedder,
     cosine_to_l2,
     l2_to_cosine,
+    people_count,
 )
-from streamcnn.models import find_local, sha256_of
+from streamcnn.models import find_local, lookup, sha256_of
 from streamcnn.modelstage import ModelParams, ModelStage
 from streamcnn.ops.align import SquareCrops
-from streamcnn.ops.faces import FaceDetector
+from streamcnn.ops.faces import FACE_FORMATS, FaceDetector, detector_format, run_fixed_batch
 
 FACE_NAMES = ("face",)
 
 # iBUG-68 → the 5 ArcFace points: eye centres (36-41, 42-47), nose tip 30, mouth corners 48, 54.
 _IBUG_EYE_L, _IBUG_EYE_R, _IBUG_NOSE, _IBUG_MOUTH_L, _IBUG_MOUTH_R = slice(36, 42), slice(42, 48), 30, 48, 54
+#: landmark points per face for each format (the detector formats give 5 or none)
+_POINTS = {"yunet": 5, "scrfd": 5, "ultraface": 0, "ultraface_raw": 0, "pfld68": 68, "pfld106": 106}
+
+
+def _format_of(params) -> str | None:
+    """The format a stage's ``format``/``model`` options name (None: unknown until the file is read)."""
+    if params.format != "auto":
+        return params.format
+    entry = lookup(params.model) or lookup(Path(str(params.model)).name)
+    return entry.params.get("format") if entry is not None else None
+
+
+def _face_chain(name: str, before: list) -> list:
+    """The stages from the last ``face_detect`` before this one on, or raise when there is none."""
+    idx = [i for i, (_, cls, _) in enumerate(before) if issubclass(cls, FaceDetectStage)]
+    if not idx:
+        raise ValueError(f"{name} needs a face_detect stage before it (face boxes); order: face_detect → "
+                         "[landmarks] → face_recognize")
+    return before[idx[-1]:]
 
 
 
@@ -51,9 +83,21 @@ class FaceDetectStage(ModelStage):
     image-right; no landmarks for UltraFace).
 
     Formats: ``yunet`` (score cls·obj), ``scrfd``, ``ultraface`` (post-processed export),
-    ``ultraface_raw`` (prior decoding here). Dynamic-input models are fed the frame shrunk so its
-    longer side is ≤ ``imgsz`` and zero-padded right/bottom to multiples of 32.
+    ``ultraface_raw`` (prior decoding here). Dynamic-input models (``yunet_n_dynamic``,
+    ``scrfd_2.5g_bnkps``) are fed the frame shrunk so its longer side is ≤ ``imgsz`` (default 640)
+    and zero-padded right/bottom to multiples of 32; fixed-input models (``yunet_n_320_320``,
+    UltraFace 320×240) use their own size. The start-up log line gives the working size. Raise
+    ``imgsz`` for small faces in large frames (a 40-pixel face in a 1920-pixel frame is 13 pixels
+    at 640 and may be missed or misidentified later); it costs time roughly with its square.
+
+    Options: ``model`` (default ``yunet_n_dynamic``; also ``yunet_n_320_320``, ``scrfd_2.5g_bnkps``,
+    ``ultraface_rfb320``, ``ultraface_rfb320_raw`` or an .onnx path), ``format`` (auto),
+    ``conf``/``iou`` (per-format defaults), ``imgsz`` (640), ``max_det`` (100), ``device`` (auto).
+    Only yunet and scrfd give the 5 landmarks ``face_recognize`` needs; with ultraface put a
+    ``landmarks: {model: pfld68_112}`` stage before ``face_recognize``.
     """
+
+    families = ("face_detect",)
 
     class Params(ModelParams):
         model: str = Field("yunet_n_dynamic", description="registry name or .onnx path")
@@ -62,17 +106,26 @@ class FaceDetectStage(ModelStage):
                                    "yunet 0.6, scrfd 0.5, ultraface 0.7)")
         iou: float | None = Field(None, ge=0, le=1, description="NMS IoU (default yunet 0.45, scrfd 0.4, "
                                   "ultraface 0.3)")
-        imgsz: int = Field(640, ge=32, description="longest input side for dynamic-input models, pixels")
+        imgsz: int = Field(640, ge=32, le=8192, description="longest input side for dynamic-input models, "
+                           "pixels; raise it for small faces in large frames")
         max_det: int = Field(100, ge=1)
 
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         p = params
-        self.detector = FaceDetector(p.model, p.format, p.conf, p.iou, p.imgsz, p.device, ctx.config_dir,
-                                     ctx.name, p.max_det)
-        ctx.log.info("stage '%s': %s format=%s conf=%.2f iou=%.2f", ctx.name, self.detector.session.name,
-                     self.detector.format, self.detector.conf, self.detector.iou)
+        session, reg = self.load_model()
+        if detector_format(p.format, reg) is None:
+            said = reg.get("format")
+            raise StreamcnnError(
+                f"stage '{ctx.name}': cannot tell the face-detector format of {session.name}"
+                f"{'' if said is None else f' (registry says {said!r})'}; set format: one of {', '.join(FACE_FORMATS)}"
+            )
+        self.detector = FaceDetector(session, p.format, p.conf, p.iou, p.imgsz, max_det=p.max_det,
+                                     registry_params=reg)
+        ctx.log.info("stage '%s': %s format=%s conf=%.2f iou=%.2f, working size %s", ctx.name,
+                     session.name, self.detector.format, self.detector.conf, self.detector.iou,
+                     self.detector.working_size())
 
     def process(self, frame: Frame) -> Frame:
         r = self.detector.detect(frame.image)
@@ -88,7 +141,15 @@ class LandmarksStage(ModelStage):
     normalised points map back exactly (``x = u·side + x0``). ``landmarks`` becomes (N, 68, 2) or
     (N, 106, 2) in frame pixels; an earlier 5-point set is kept in ``detections.data["kps5"]`` for
     ``face_recognize``.
+
+    Options: ``model`` (default ``pfld68_112``; also ``pfld106_lite_112`` or an .onnx path),
+    ``format`` (auto: from the registry; ``pfld68`` / ``pfld106`` for other files), ``crop_scale``
+    (pfld68 1.1, pfld106 1.2), ``device`` (auto). Needs a ``face_detect`` stage before it. For
+    ``face_recognize`` after an ultraface detector use pfld68 (its 68 points give the 5 ArcFace
+    points; 106 points do not).
     """
+
+    families = ("landmarks",)
 
     class Params(ModelParams):
         model: str = Field("pfld68_112", description="registry name or .onnx path")
@@ -97,6 +158,10 @@ class LandmarksStage(ModelStage):
                                          "pfld106 1.2)")
 
     RECIPES = {"pfld68": {"crop_scale": 1.1, "rgb": True}, "pfld106": {"crop_scale": 1.2, "rgb": False}}
+
+    @classmethod
+    def check_chain(cls, params: Params, ctx: Context, before: list) -> None:
+        _face_chain(ctx.name, before)
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -123,11 +188,7 @@ class LandmarksStage(ModelStage):
         crops = SquareCrops.from_boxes(xyxy, self.size, self.scale)
         patches = crops.extract(image)
         blob = cv2.dnn.blobFromImages(list(patches), 1 / 255, None, (0, 0, 0), swapRB=self.rgb)
-        if self.fixed_batch is None:
-            out = self.session.run({self.input_name: blob}, [self.output])[0]
-        else:
-            out = np.concatenate([self.session.run({self.input_name: blob[i:i + 1]}, [self.output])[0]
-                                  for i in range(len(blob))])
+        out = run_fixed_batch(self.session, self.input_name, blob, [self.output], self.fixed_batch)[0]
         return crops.normalised_to_frame(out.reshape(len(blob), -1, 2))
 
     def process(self, frame: Frame) -> Frame:
@@ -162,6 +223,40 @@ def five_points(det: Detections) -> np.ndarray:
                          f"landmarks stage before it); the detections have {have}")
 
 
+def _check_five_points(name: str, before: list) -> None:
+    """Raise ValueError when the face stages before ``name`` cannot give 5 landmarks per face."""
+    chain = _face_chain(name, before)
+    det_name, _, det_params = chain[0]
+    fmt = _format_of(det_params)
+    if fmt is None:
+        return  # an unregistered file: told at start-up
+    points = _POINTS.get(fmt, 0)
+    kps5 = False
+    last = (det_name, det_params.model, fmt)
+    for yaml_name, cls, params in chain[1:]:
+        if not issubclass(cls, LandmarksStage):
+            continue
+        lfmt = _format_of(params)
+        if lfmt is None:
+            return
+        kps5 = kps5 or points == 5
+        points = _POINTS.get(lfmt, 0)
+        last = (yaml_name, params.model, lfmt)
+    if kps5 or points in (5, 68):
+        return
+    stage, model, f = last
+    if points == 0:
+        raise ValueError(
+            f"{name} needs 5 face landmarks per face, but {stage} model {model} ({f}) gives none: use a yunet or "
+            f"scrfd face_detect model, or put `landmarks: {{model: pfld68_112}}` between {stage} and {name}"
+        )
+    raise ValueError(
+        f"{name} needs 5 face landmarks per face, but {stage} model {model} ({f}) gives {points} points, which "
+        f"cannot be reduced to the 5 ArcFace points: use `landmarks: {{model: pfld68_112}}`, or a yunet or scrfd "
+        "face_detect model (whose 5 points are kept)"
+    )
+
+
 class FaceRecognizeStage(ModelStage):
     """Identify faces against an enrolment database (``streamcnn faces enroll``).
 
@@ -176,11 +271,20 @@ class FaceRecognizeStage(ModelStage):
     0.40 (L2 1.095), see `streamcnn.facedb`. The database is checked for changes about once per
     ``reload_interval`` seconds (mtime, size, inode) and reloaded when it changed; a database
     that does not exist yet is allowed (a warning; every face is ``unknown`` until it appears).
+
+    Options: ``database`` (required), ``model`` (default ``mobilefacenet_128d``), ``threshold``
+    (default cosine 0.40), ``metric`` (cosine), ``reload_interval`` (1.0 s), ``device`` (auto).
+
+    Needs 5 landmarks per face from the stages before it; ``streamcnn validate`` checks the chain:
+    yunet/scrfd ``face_detect`` → ``face_recognize``, or any ``face_detect`` → ``landmarks:
+    {model: pfld68_112}`` → ``face_recognize`` (ultraface alone, or ultraface → pfld106, is refused).
     """
+
+    families = ("embedding",)
 
     class Params(ModelParams):
         database: str = Field(description="enrolment database (.npz) made by `streamcnn faces enroll`")
-        model: str = Field("mobilefacenet_128d", description="embedding model, registry name or .onnx path")
+        model: str = Field(DEFAULT_EMBEDDING_MODEL, description="embedding model, registry name or .onnx path")
         threshold: float | None = Field(None, description="match threshold in `metric` units (default cosine "
                                         f"{DEFAULT_COSINE_THRESHOLD}, L2 {cosine_to_l2(DEFAULT_COSINE_THRESHOLD):.3f})")
         metric: Literal["cosine", "l2"] = "cosine"
@@ -212,9 +316,13 @@ class FaceRecognizeStage(ModelStage):
         except FaceDBError as e:
             raise ValueError(str(e)) from None
 
+    @classmethod
+    def check_chain(cls, params: Params, ctx: Context, before: list) -> None:
+        _check_five_points(ctx.name, before)
+
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.embedder = FaceEmbedder(params.model, params.device, ctx.config_dir, ctx.name)
+        self.embedder = FaceEmbedder(self.load_model()[0])
         self.db_path = ctx.resolve(params.database)
         self.threshold = params.cosine_threshold()
         self._sig = self._stat()
@@ -226,8 +334,8 @@ class FaceRecognizeStage(ModelStage):
         else:
             self.db = FaceDB.load(self.db_path, self.embedder.sha256)
         self._next_check = time.monotonic() + params.reload_interval
-        ctx.log.info("stage '%s': database %s: %d people; threshold cosine %.3f (L2 %.3f)", ctx.name,
-                     self.db_path, len(self.db), self.threshold, cosine_to_l2(self.threshold))
+        ctx.log.info("stage '%s': database %s: %s; threshold cosine %.3f (L2 %.3f)", ctx.name,
+                     self.db_path, people_count(len(self.db)), self.threshold, cosine_to_l2(self.threshold))
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -246,8 +354,8 @@ class FaceRecognizeStage(ModelStage):
             return False
         self._sig = sig
         if sig is None:
-            self.ctx.log.warning("stage '%s': database %s disappeared; keeping the %d people loaded",
-                                 self.ctx.name, self.db_path, len(self.db))
+            self.ctx.log.warning("stage '%s': database %s disappeared; keeping the %s loaded",
+                                 self.ctx.name, self.db_path, people_count(len(self.db)))
             return False
         try:
             db = FaceDB.load(self.db_path, self.embedder.sha256)
@@ -256,8 +364,8 @@ class FaceRecognizeStage(ModelStage):
                                self.ctx.name, e)
             return False
         self.db = db
-        self.ctx.log.info("stage '%s': reloaded database %s: %d people (%s)", self.ctx.name, self.db_path,
-                          len(db), ", ".join(db.names))
+        self.ctx.log.info("stage '%s': reloaded database %s: %s (%s)", self.ctx.name, self.db_path,
+                          people_count(len(db)), ", ".join(db.names))
         return True
 
     def process(self, frame: Frame) -> Frame:

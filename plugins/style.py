@@ -53,8 +53,9 @@ import numpy as np
 import onnx
 from pydantic import field_validator, model_validator
 
-from streamcnn import Context, Field, Frame, Params, Stage, StreamcnnError, hookimpl
-from streamcnn.models import check_model, find_local, lookup, resolve, resolve_model
+from streamcnn import Context, Field, Frame, Stage, StreamcnnError, hookimpl
+from streamcnn.models import check_model, find_local, lookup, offline, resolve, resolve_model
+from streamcnn.modelstage import DeviceParams
 from streamcnn.ops.image import (
     blend,
     centre_square,
@@ -67,7 +68,7 @@ from streamcnn.ops.image import (
     resize_to,
     to_tensor,
 )
-from streamcnn.runtime import ModelSession, get_session, parse_device
+from streamcnn.runtime import ModelSession, get_session
 
 MULTISTYLE = "style_multistyle26"
 ARBITRARY = "style_arbitrary"  # the pair below, as one `model:` name
@@ -75,6 +76,11 @@ ARBITRARY_PAIR = ("style_arbitrary_predict", "style_arbitrary_transform")
 DEFAULT_CONTENT_SIZE = 384  # transform input side when the model does not fix one (Magenta's default)
 DEFAULT_PREDICT_SIZE = 256  # predict input side when the model does not fix one
 MULTIPLE = 4  # the transformer nets down/up-sample twice by 2: sizes are padded to multiples of 4
+#: Smallest side both networks take: their first 9×9 convolution reflect-pads by 4, which needs ≥ 5
+#: pixels (MirrorPad/Pad "pre-pad exceeds maximum"); rounded up to the multiple of 4. Smaller
+#: (working) frames are padded up to it and cropped back, so any frame size works.
+MIN_SIDE = 8
+MAX_SIZE = 4096  # upper bound of `size` / `content_size`
 
 
 
@@ -96,6 +102,16 @@ def model_names(model: str | tuple[str, str] | None, style_image: str | None) ->
     if entry is not None and entry.params.get("format") == "arbitrary_transform":
         return (ARBITRARY_PAIR[0], model)
     return (model,)
+
+
+def _not_a_style_model(name: str) -> str | None:
+    """A message when the registry knows ``name`` (or its file name) as a model of another family."""
+    entry = lookup(name) or lookup(Path(str(name)).name)
+    if entry is None or entry.family == "style":
+        return None
+    return (f"{name} is not a style model (registry family {entry.family}); the style stage runs "
+            f"{MULTISTYLE} (26 built-in styles: style: N) or {ARBITRARY} (any picture: style_image: FILE), "
+            "or an .onnx file of the same kind")
 
 
 def registry_kind(name: str) -> str | None:
@@ -247,6 +263,28 @@ def style_vector(image_path: Path, predict: ModelSession) -> np.ndarray:
         return vector
 
 
+def style_image_path(name: str, config_dir: Path | None, download: bool = True) -> Path | None:
+    """The style picture ``name`` (a path, relative to the YAML file's folder, or a registry picture
+    such as ``starry_night.jpg``).
+
+    Returns:
+        its path; None when ``download`` is false and it is a registry picture not downloaded yet.
+
+    Raises:
+        ValueError: no such picture (names the places looked at).
+    """
+    path, looked = find_local(name, config_dir)
+    if path is not None:
+        return path
+    entry = lookup(name)
+    if entry is not None and entry.kind == "media" and entry.url and not offline():
+        return resolve(name, config_dir) if download else None
+    raise ValueError(
+        f"style_image {name!r}: no such picture. Looked in: {', '.join(dict.fromkeys(looked))}. Give the path of "
+        "an image file (relative paths are relative to the YAML file), e.g. style_image: starry_night.jpg"
+    )
+
+
 def _relaxed(path: Path, names: set[str]) -> bytes:
     """The model at ``path`` with axes 1 and 2 (H, W of NHWC) of the named inputs/outputs made dynamic."""
     model = onnx.load(str(path))
@@ -276,7 +314,7 @@ class StyleStage(Stage):
     do not fit the model, an unreadable style image), StreamcnnError (a model that fails to load).
     """
 
-    class Params(Params):
+    class Params(DeviceParams):
         model: str | tuple[str, str] | None = Field(
             None,
             description=f"{MULTISTYLE} (default), {ARBITRARY} (default with style_image), a path or registry "
@@ -290,18 +328,21 @@ class StyleStage(Stage):
         )
         strength: float = Field(1.0, ge=0, le=1, description="0 = input unchanged, 1 = network output")
         size: int | None = Field(
-            None, ge=16, description="stylise at this longer side in pixels and scale back (the speed knob)"
+            None, ge=16, le=MAX_SIZE,
+            description="stylise at this longer side in pixels and scale back (the speed knob)",
         )
         content_size: int | None = Field(
-            None, ge=16, description="arbitrary only: transform input longer side in pixels (same as size)"
+            None, ge=16, le=MAX_SIZE,
+            description="arbitrary only: transform input longer side in pixels (same as size)",
         )
         every: int = Field(1, ge=1, description="restyle every N-th frame, reuse the last result in between")
-        device: str = "auto"
 
-        @field_validator("device")
+        @field_validator("style", mode="before")
         @classmethod
-        def _device(cls, v: str) -> str:
-            parse_device(v)
+        def _style_not_bool(cls, v):
+            # YAML `style: true` would otherwise be read as style 1 (bool is an int in Python)
+            if isinstance(v, bool) or (isinstance(v, dict) and any(isinstance(k, bool) for k in v)):
+                raise ValueError("style must be a style index (0, 1, ...) or {index: weight}, not true/false")
             return v
 
         @field_validator("style")
@@ -329,6 +370,10 @@ class StyleStage(Stage):
         @model_validator(mode="after")
         def _fits_model(self) -> StyleStage.Params:
             names = model_names(self.model, self.style_image)
+            for n in names:
+                msg = _not_a_style_model(n)
+                if msg:
+                    raise ValueError(msg)
             kinds = [registry_kind(n) for n in names]
             if len(names) == 1 and kinds[0] == "arbitrary_predict":
                 raise ValueError(
@@ -357,7 +402,10 @@ class StyleStage(Stage):
                 kind, n_styles = file_kind(path)
                 _check_single(params, kind, n_styles, names[0])
         if params.style_image is not None:
-            check_model(params.style_image, ctx.config_dir)
+            path = style_image_path(params.style_image, ctx.config_dir, download=False)
+            if path is not None and cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is None:
+                raise ValueError(f"style_image {params.style_image!r} ({path}) is not a picture OpenCV can read; "
+                                 "give a .jpg, .png or another image file")
 
     # -- start-up ---------------------------------------------------------------------------------
     def __init__(self, params: Params, ctx: Context) -> None:
@@ -381,7 +429,8 @@ class StyleStage(Stage):
             what = f"style_image {p.style_image}"
         self.count = 0
         self.last: np.ndarray | None = None
-        work = (f"{self.box[0]}x{self.box[1]} (fixed model input)" if self.box
+        work = (f"longer side {max(self.box)} (frame scaled to fit and reflect-padded into the fixed "
+                f"{self.box[0]}x{self.box[1]} model input, not squashed)" if self.box
                 else f"longer side {self.side}" if self.side else "frame size")
         ctx.log.info(
             "stage '%s': %s %s at %s, strength %g, every %d on %s", ctx.name, self.net.session.name, what, work,
@@ -425,7 +474,7 @@ class StyleStage(Stage):
                     ctx.name, transform_path.name, fixed_w, fixed_h, side,
                 )
         self.side = None if self.box else (side or DEFAULT_CONTENT_SIZE)
-        image_path = resolve(p.style_image, ctx.config_dir)
+        image_path = style_image_path(p.style_image, ctx.config_dir)
         vector = style_vector(image_path, predict)
         if vec_spec.dtype is not None and vector.dtype != vec_spec.dtype:
             vector = vector.astype(vec_spec.dtype)
@@ -445,11 +494,14 @@ class StyleStage(Stage):
         if self.box is not None:
             ww, wh = fit_within(w, h, *self.box)
             work = resize_to(image, ww, wh)
-            padded = pad_to_size(work, self.box[1], self.box[0])
+            padded = pad_to_size(work, self.box[1], self.box[0], _pad_mode(work))
         else:
             ww, wh = fit_longer_side(w, h, self.side) if self.side else (w, h)
             work = resize_to(image, ww, wh)
-            padded, _ = pad_to_multiple(work, MULTIPLE)
+            mode = _pad_mode(work)
+            padded, _ = pad_to_multiple(work, MULTIPLE, mode)
+            if min(padded.shape[:2]) < MIN_SIDE:  # e.g. 4001×3 at size 128 → 128×1: too thin for the net
+                padded = pad_to_size(work, max(MIN_SIDE, padded.shape[0]), max(MIN_SIDE, padded.shape[1]), mode)
         net = self.net
         y = net.session.run({net.image: to_tensor(padded, net.layout), **net.extra}, [net.output])[0]
         oh, ow = (y.shape[2], y.shape[3]) if net.layout == "nchw" else (y.shape[1], y.shape[2])
@@ -475,6 +527,11 @@ class StyleStage(Stage):
             out = out.copy()  # later stages may draw on frame.image; the cached result must stay clean
         frame.image = out
         return frame
+
+
+def _pad_mode(image: np.ndarray) -> str:
+    """``reflect`` padding (no seam), or ``edge`` for an image with a side of 1 pixel (nothing to mirror)."""
+    return "reflect" if min(image.shape[:2]) >= 2 else "edge"
 
 
 def _check_single(p: StyleStage.Params, kind: str, n_styles: int | None, name: str) -> None:

@@ -89,7 +89,9 @@ class StageError(StreamcnnError):
         self.pipeline, self.stage, self.index, self.cause = pipeline, stage, index, cause
         super().__init__(
             f"pipeline '{pipeline}': stage '{stage}' failed on frame {index}: "
-            f"{type(cause).__name__}: {cause}{where(cause, skip='streamcnn/engine.py')}"
+            f"{type(cause).__name__}: {cause}"
+            # a plugin bug gets its location; a StreamcnnError message is already written for users
+            + ("" if isinstance(cause, StreamcnnError) else where(cause, skip="streamcnn/engine.py"))
         )
 
 

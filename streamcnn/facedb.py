@@ -14,9 +14,10 @@ Similarity is cosine on unit vectors; for unit vectors ``‖a − b‖² = 2 −
 threshold t is the L2 threshold ``sqrt(2 − 2t)`` (`cosine_to_l2`, `l2_to_cosine`).
 
 Default threshold: cosine 0.40 (`DEFAULT_COSINE_THRESHOLD`). Measured on the shared photos
-(MEDIA.md): same person 0.57-0.74, different people ≤ 0.17; 0.40 leaves 0.17 below the weakest
-genuine pair and 0.23 above the strongest impostor pair, leaning to "unknown" (a door camera
-should rather miss a known person than admit a stranger).
+(MEDIA.md; one enrolment photo each): same person 0.57-0.79 (obama2/obama3 against obama.jpg:
+0.765/0.770 with yunet, 0.752/0.780 with scrfd; biden2 0.59-0.62), different people ≤ 0.17; 0.40
+leaves 0.17 below the weakest genuine pair and 0.23 above the strongest impostor pair, leaning to
+"unknown" (a door camera should rather miss a known person than admit a stranger).
 """
 
 from __future__ import annotations
@@ -261,6 +262,11 @@ class FaceDB:
             FaceDBError: the folder cannot be created or written (permissions, read-only, full disk).
         """
         path = Path(path)
+        for parent in path.parents:  # mkdir would say "File exists" for a file in the way
+            if parent.exists():
+                if not parent.is_dir():
+                    raise FaceDBError(f"cannot write face database {path}: {parent} is not a folder")
+                break
         try:
             self._write(path)
         except OSError as e:

@@ -410,3 +410,186 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path):
            "0" * 64, RECIPE, "other.onnx").save(other)
     r = run_cli("-q", "faces", "enroll", str(people), "--out", str(other))
     assert r.returncode == 2 and "another embedding model" in r.stderr and "--fresh" in r.stderr
+
+
+# ------------------------------------------------------------- review fixes (validate, CLI, DB)
+
+
+def _validate(tmp_path: Path, stages_yaml: str) -> str | None:
+    """``load_config(check=True)`` of one pipeline with these stages: the error text, or None."""
+    from streamcnn.config import load_config
+    from streamcnn.errors import ConfigError
+
+    cfg = tmp_path / "faces.yaml"
+    cfg.write_text("pipelines:\n  p:\n    source: pattern\n    stages:\n" + "".join(
+        f"      - {line}\n" for line in stages_yaml.strip().splitlines()) + "    sinks: [null]\n")
+    try:
+        load_config(cfg, check=True)
+    except ConfigError as e:
+        return str(e).replace(str(cfg), "faces.yaml")
+    return None
+
+
+_ALL = ("yunet_n_dynamic", "ultraface_rfb320", "scrfd_2.5g_bnkps", "pfld68_112", "pfld106_lite_112",
+        "mobilefacenet_128d")
+
+
+@pytest.mark.parametrize("stages", [
+    "face_detect: {model: yunet_n_dynamic}\nface_recognize: {database: db.npz}",
+    "face_detect: {model: scrfd_2.5g_bnkps}\nface_recognize: {database: db.npz}",
+    "face_detect: {model: ultraface_rfb320}\nlandmarks: {model: pfld68_112}\nface_recognize: {database: db.npz}",
+    "face_detect: {model: yunet_n_dynamic}\nlandmarks: {model: pfld106_lite_112}\nface_recognize: {database: db.npz}",
+    "face_detect: {}\nlandmarks: {}\nannotate: {}\nface_recognize: {database: db.npz}",
+])
+def test_validate_accepts_the_chains_that_work(tmp_path, stages):
+    _need(*(MODELS / f"{m}.onnx" for m in _ALL))
+    assert _validate(tmp_path, stages) is None
+
+
+@pytest.mark.parametrize("stages, line, message", [
+    ("face_detect: {model: ultraface_rfb320}\nface_recognize: {database: db.npz}", 6,
+     "face_recognize needs 5 face landmarks per face, but face_detect model ultraface_rfb320 (ultraface) gives "
+     "none: use a yunet or scrfd face_detect model, or put `landmarks: {model: pfld68_112}` between face_detect "
+     "and face_recognize"),
+    ("face_detect: {model: ultraface_rfb320}\nlandmarks: {model: pfld106_lite_112}\nface_recognize: {database: db.npz}",
+     7, "landmarks model pfld106_lite_112 (pfld106) gives 106 points, which cannot be reduced to the 5 ArcFace points"),
+    ("face_recognize: {database: db.npz}", 5, "face_recognize needs a face_detect stage before it"),
+    ("landmarks: {}", 5, "landmarks needs a face_detect stage before it"),
+    ("face_recognize: {database: db.npz}\nface_detect: {}", 5, "face_recognize needs a face_detect stage before it"),
+    ("face_detect: {model: yolox_nano_coco_416}", 5,
+     "model 'yolox_nano_coco_416' is a yolo model (registry), not a face_detect model"),
+    ("face_detect: {}\nlandmarks: {model: mobilefacenet_128d}", 6, "is a embedding model (registry), not a landmarks"),
+    ("face_detect: {}\nface_recognize: {database: db.npz, model: yunet_n_dynamic}", 6,
+     "is a face_detect model (registry), not a embedding model"),
+])
+def test_validate_rejects_chains_and_models_that_cannot_work(tmp_path, stages, line, message):
+    _need(*(MODELS / f"{m}.onnx" for m in _ALL))
+    msg = _validate(tmp_path, stages)
+    assert msg is not None and message in msg, msg
+    assert msg.startswith(f"faces.yaml:{line}:")
+    assert "plugins/faces.py" not in msg and "Traceback" not in msg
+
+
+def test_detector_and_embedder_take_a_core_session(tmp_path, yunet, embedder):
+    from streamcnn.models import resolve_model
+    from streamcnn.runtime import get_session
+
+    path, reg = resolve_model("yunet_n_dynamic")
+    det = FaceDetector(get_session(path, "cpu"), registry_params=reg)
+    img = _img("obama.jpg")
+    np.testing.assert_array_equal(det.detect(img).xyxy, yunet.detect(img).xyxy)
+    epath, _ = resolve_model("mobilefacenet_128d")
+    emb = FaceEmbedder(get_session(epath, "cpu"))
+    assert emb.sha256 == embedder.sha256 and emb.path == embedder.path
+    with pytest.raises(ValueError, match="cannot tell the face-detector format"):
+        FaceDetector(get_session(path, "cpu"))  # a session without registry parameters and format auto
+
+
+def test_face_detect_logs_its_working_size(tmp_path, caplog):
+    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "yunet_n_320_320.onnx")
+    with caplog.at_level(logging.INFO):
+        FaceDetectStage(FaceDetectStage.Params(imgsz=1280), _ctx("face_detect", tmp_path))
+        FaceDetectStage(FaceDetectStage.Params(model="yunet_n_320_320"), _ctx("face_detect", tmp_path))
+    assert "working size longer side <= 1280 (imgsz)" in caplog.text
+    assert "working size fixed 320x320 input" in caplog.text
+    assert "raise it for small faces" in FaceDetectStage.Params.model_fields["imgsz"].description
+    assert "Raise\n    ``imgsz`` for small faces" in FaceDetectStage.__doc__
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, -1.0])
+def test_zero_embedding_never_matches_whatever_the_threshold(threshold):
+    db = FaceDB(model_sha256="f" * 64)
+    db.set_person("alice", np.eye(1, 4, dtype=np.float32))
+    db.set_person("bob", -np.eye(1, 4, dtype=np.float32))
+    ident, sim = db.match(np.array([[0, 0, 0, 0], [1, 0, 0, 0], [np.nan, 0, 0, 0]], np.float32), threshold)
+    assert list(ident) == ["unknown", "alice", "unknown"] and sim[0] == 0 and np.isfinite(sim).all()
+
+
+def test_saved_database_has_the_usual_file_mode(tmp_path):
+    db = FaceDB(model_sha256="f" * 64)
+    db.set_person("alice", np.eye(1, 4, dtype=np.float32))
+    umask = os.umask(0o027)
+    try:
+        db.save(tmp_path / "new.npz")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, not mkstemp's 0600
+    (tmp_path / "new.npz").chmod(0o600)
+    db.save(tmp_path / "new.npz")  # a replaced file keeps its mode
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o600
+
+
+def test_unwritable_folder_and_junk_files_are_user_errors(tmp_path):
+    db = FaceDB(model_sha256="f" * 64)
+    db.set_person("alice", np.eye(1, 4, dtype=np.float32))
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FaceDBError, match="cannot write face database") as e:
+        db.save(tmp_path / "a_file" / "faces.npz")  # works as root too: the "folder" is a file
+    assert e.value.exit_code == 2
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"\x80\x04garbage that numpy would try to unpickle")
+    with pytest.raises(FaceDBError) as e:
+        FaceDB.load(junk)
+    assert "is not a streamcnn face database" in str(e.value) and "pickle" not in str(e.value)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, names=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(FaceDBError) as e:
+        FaceDB.load(objects)
+    assert "is not a streamcnn face database" in str(e.value) and "pickle" not in str(e.value)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(FaceDBError, match=r"lacks names, templates, model_sha256; re-create .*--fresh"):
+        FaceDB.load(other)
+
+
+def test_enrolment_skips_hidden_folders_and_includes_subfolders(tmp_path, yunet, embedder):
+    root = tmp_path / "people"
+    for rel, photo in [("obama/obama.jpg", "obama.jpg"), ("obama/2012/obama2.jpg", "obama2.jpg"),
+                       ("obama/.thumbs/obama3.jpg", "obama3.jpg"), (".hidden/biden.jpg", "biden.jpg")]:
+        _need(MEDIA / photo)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((MEDIA / photo).read_bytes())
+    rep = enroll_folder(root, yunet, embedder)
+    assert rep.people == {"obama": 2}  # obama.jpg and 2012/obama2.jpg
+    assert sorted(rep.hidden) == [root / ".hidden", root / "obama" / ".thumbs"]
+
+
+def test_cli_review_fixes(tmp_path):
+    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx", MODELS / "pfld68_112.onnx")
+    people = _people(tmp_path / "people", {"obama": ["obama.jpg"]})
+    (people / ".hidden").mkdir()
+    (people / ".hidden" / "x.jpg").write_bytes((MEDIA / "biden.jpg").read_bytes())
+    out = tmp_path / "faces.npz"
+    r = run_cli("-q", "faces", "enroll", str(people), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "(1 person)" in r.stdout and f"skipped hidden folder {people / '.hidden'}" in r.stderr
+    r = run_cli("faces", "list", str(out))
+    assert r.stdout.startswith("1 person,")
+    FaceDB(["obama", "biden"], np.eye(2, 128, dtype=np.float32), np.ones(2, np.int64),
+           np.eye(2, 128, dtype=np.float32), "0" * 64, RECIPE, "x.onnx").save(out)
+    r = run_cli("faces", "remove", str(out), "obama", "obama")  # the same name twice: removed once
+    assert r.returncode == 0, r.stderr
+    assert FaceDB.load(out, None).names == ["biden"] and "(1 person left)" in r.stdout
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"\x80\x04 not an npz")
+    (tmp_path / "a_file").write_text("x")
+    (people / ".hidden" / "x.jpg").unlink()
+    (people / ".hidden").rmdir()
+    cases = [
+        (("faces", "enroll", str(people), "--out", str(out), "--device", "bogus"), "--device: "),
+        (("faces", "enroll", str(people), "--out", str(out), "--model", "pfld68_112"),
+         "--model pfld68_112: a landmarks model, not a face-embedding model; use one of: mobilefacenet_128d"),
+        (("faces", "enroll", str(people), "--out", str(out), "--detector", "yolox_nano_coco_416"),
+         "--detector yolox_nano_coco_416: a yolo model, not a face detector"),
+        (("faces", "enroll", str(people), "--out", str(tmp_path / "a_file" / "f.npz"), "--fresh"),
+         "a_file is not a folder"),
+        (("faces", "enroll", str(people), "--out", str(junk)), "use --fresh"),
+        (("faces", "remove", str(out), "nobody"), "not in"),
+        (("faces", "list", str(junk)), "is not a streamcnn face database"),
+    ]
+    for args, message in cases:
+        r = run_cli("-q", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "pickle" not in r.stderr and "set format" not in r.stderr, (args, r.stderr)

@@ -20,7 +20,7 @@ from streamcnn.ops.faces import (
     decode_scrfd,
     decode_ultraface_raw,
     decode_yunet,
-    pad_to_multiple,
+    shrink_and_pad,
     ultraface_priors,
 )
 from tests.conftest import media
@@ -196,12 +196,12 @@ def test_decode_scrfd_two_anchors_share_a_centre():
     np.testing.assert_allclose(kps[i], np.tile([40, 24], (5, 1)))
 
 
-def test_pad_to_multiple_of_32():
+def test_shrink_and_pad_to_multiple_of_32():
     img = np.zeros((720, 1280, 3), np.uint8)
-    canvas, info = pad_to_multiple(img, 640)
+    canvas, info = shrink_and_pad(img, 640)
     assert canvas.shape == (384, 640, 3)
     assert info.scale_x == 0.5 and info.scale_y == 0.5
-    canvas, info = pad_to_multiple(img, 1280)  # 720 rows is not a multiple of 32 → padded, not resized
+    canvas, info = shrink_and_pad(img, 1280)  # 720 rows is not a multiple of 32 → padded, not resized
     assert canvas.shape == (736, 1280, 3) and info.scale_y == 1.0
 
 
@@ -219,7 +219,7 @@ def test_yunet_decode_matches_opencv_facedetectoryn(assets):
     compared = 0
     for name in PHOTOS:
         img = cv2.imread(str(media(assets, name)))
-        small, _ = pad_to_multiple(img, 640, 1)  # the same resized image for both (no padding here)
+        small, _ = shrink_and_pad(img, 640, 1)  # the same resized image for both (no padding here)
         h, w = small.shape[:2]
         yn = cv2.FaceDetectorYN.create(str(model), "", (w, h), 0.5, 0.3, 5000)
         _, ref = yn.detect(small)

@@ -17,6 +17,7 @@ from streamcnn import Context, Frame
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
 from streamcnn.errors import ConfigError
+from streamcnn.modelstage import DeviceParams
 from streamcnn.ops.image import (
     blend,
     centre_square,
@@ -359,7 +360,73 @@ def test_config_errors_name_file_line_and_the_problem(tmp_path, yaml_text, messa
 
 def test_validate_checks_the_style_image_exists(models, tmp_path):
     msg = _errors(tmp_path, "style_image: no_such_painting.jpg\n", check=True)
-    assert msg.startswith("bad.yaml:5:9: pipelines.p.stages[0].style: model 'no_such_painting.jpg' not found")
+    assert msg.startswith("bad.yaml:5:9: pipelines.p.stages[0].style: style_image 'no_such_painting.jpg': no such "
+                          "picture. Looked in: ")
+    # a picture, not a "model"; and no list of model names to pick from
+    assert "model '" not in msg and "model names" not in msg and "yolox" not in msg and "mobilefacenet" not in msg
+
+
+@pytest.mark.parametrize("what", ["video", "text"])
+def test_validate_rejects_a_style_image_that_is_not_a_picture(models, assets, tmp_path, what):
+    if what == "video":
+        path = media(assets, "Megamind.avi")
+    else:
+        path = tmp_path / "README.md"
+        path.write_text("# not a picture\n")
+    msg = _errors(tmp_path, f"style_image: {path}\n", check=True)
+    assert msg.startswith("bad.yaml:5:9: pipelines.p.stages[0].style: style_image ")
+    assert "is not a picture OpenCV can read" in msg and len(msg.splitlines()) == 1
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("model: yolox_nano_coco_416\n", "yolox_nano_coco_416 is not a style model (registry family yolo)"),
+    ("model: mobilefacenet_128d\n", "mobilefacenet_128d is not a style model (registry family embedding)"),
+    ("style: true\n", "style must be a style index (0, 1, ...) or {index: weight}, not true/false"),
+    ("style: {true: 1}\n", "not true/false"),
+    ("size: 5000\n", "size: expected an integer"),
+    ("size: 8\n", "size: expected an integer"),
+    ("style_image: starry_night.jpg\ncontent_size: 100000\n", "content_size: expected an integer"),
+    ("device: bogus\n", "device"),
+])
+def test_wrong_model_and_out_of_range_options_are_config_errors(tmp_path, yaml_text, message):
+    msg = _errors(tmp_path, yaml_text)
+    assert message in msg and len(msg.splitlines()) == 1, msg
+    if "not a style model" in msg:
+        assert "style_multistyle26" in msg and "style_arbitrary" in msg and "predict half" not in msg
+
+
+def test_device_cuda_on_the_cpu_build_is_a_config_error(tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("the GPU build of ONNX Runtime is installed")
+    msg = _errors(tmp_path, "device: cuda\n")
+    assert "needs the GPU build of ONNX Runtime" in msg
+    assert issubclass(StyleStage.Params, DeviceParams)
+
+
+@pytest.mark.parametrize("options", [{"style": 2}, {"style": 2, "size": 128}, {**STARRY, "size": 128}, STARRY],
+                         ids=["multistyle", "multistyle-size128", "arbitrary-size128", "arbitrary-fixed384"])
+def test_any_frame_size_works_thin_and_tiny_frames_are_padded(models, options):
+    stage = make(**options)
+    rng = np.random.default_rng(0)
+    for h, w in [(3, 4001), (2000, 3), (1, 1), (5, 5)]:
+        img = rng.integers(0, 256, (h, w, 3), np.uint8)
+        out = run(stage, img)
+        assert out.shape == (h, w, 3) and out.dtype == np.uint8, (h, w)
+
+
+def test_arbitrary_at_size_384_runs_at_longer_side_384_not_squashed(models, photo, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        stage = make(**STARRY, size=384)
+    assert stage.box == (384, 384)  # the model's own fixed input, the frame fitted into it (aspect kept)
+    assert "longer side 384" in caplog.text and "not squashed" in caplog.text
+    relaxed = make(**STARRY, size=380)  # the dynamic copy at the frame's aspect ratio
+    a, b = run(stage, photo), run(relaxed, photo)
+    assert a.shape == b.shape == photo.shape
+    assert mad(a, b) < 0.1  # the same style at (almost) the same working size
 
 
 def test_validate_inspects_an_unregistered_model_file(models, tmp_path):
