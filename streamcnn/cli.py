@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+
+# OpenCV's and FFmpeg's own console lines ("[ WARN:0@0.1] global cap.cpp ...", "[tcp @ 0x...] Connection
+# refused") repeat what streamcnn reports in its own words; keep them quiet unless asked (`-v` or the
+# variables set by the user). Read by OpenCV when it is first imported / when a capture opens.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import signal
 import sys
 import threading
@@ -32,6 +38,11 @@ class _RedactingFormatter(logging.Formatter):
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # FFmpeg warnings, for debugging cameras
+        import cv2
+
+        cv2.setLogLevel(3)  # OpenCV warnings
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
