@@ -35,6 +35,10 @@ class VideoSink(Sink):
         fourcc: str = Field("mp4v", min_length=4, max_length=4, description="codec FOURCC")
         fps: float | None = Field(None, gt=0, description="frames/s (default: the source's, else 25)")
 
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        ctx.check_writable(params.path)
+
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         self.path = ctx.output_path(params.path)
@@ -97,6 +101,10 @@ class JsonlSink(Sink):
         path: str = Field(description="output .jsonl file; folders are created")
         append: bool = Field(False, description="append instead of overwrite")
 
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        ctx.check_writable(params.path)
+
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         self.path = ctx.output_path(params.path)
@@ -150,6 +158,7 @@ class ImagesSink(Sink):
         problem = image_pattern_problem(params.path, params.overwrite)
         if problem:
             raise ValueError(problem)
+        ctx.check_writable(params.path.format(index=0, pipeline=ctx.pipeline))
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)

@@ -249,7 +249,14 @@ class VideoFileSource(Source):
         """The file exists, or is a bare registry name that is local or downloadable."""
         path = cls.locate(params, ctx, download=False)
         if path is None:
-            log.info("video file %s is not downloaded yet; `streamcnn run` will fetch it", params.uri)
+            log.info("video file %s is not downloaded yet; it is fetched when the pipeline starts", params.uri)
+            return
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            if not cap.isOpened():
+                raise ValueError(redact(f"cannot open video file {path}: not a video, or an unsupported codec"))
+        finally:
+            cap.release()
 
     def open(self) -> None:
         self.close()

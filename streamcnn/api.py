@@ -21,6 +21,8 @@ the stage name) and a ``process(frame) -> frame`` method::
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -59,6 +61,21 @@ class Context:
         """A path from YAML, made absolute against the YAML file's directory."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.config_dir / p
+
+    def check_writable(self, path: str) -> None:
+        """For a sink's ``check``: raise ValueError when the output file's folder cannot be created
+        or written (names the folder)."""
+        out = self.output_path(path)
+        folder = out.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise OSError("not a folder")
+            with tempfile.TemporaryFile(dir=folder):  # the real test (permission bits lie to root)
+                pass
+        except OSError:
+            raise ValueError(f"cannot write {out}: the folder {folder} is not writable") from None
 
     def output_path(self, path: str) -> Path:
         """An output file path from YAML: ``{pipeline}`` replaced by the pipeline name, then

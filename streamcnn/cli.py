@@ -133,6 +133,7 @@ def validate(file: str) -> None:
         config = load_config(file, check=True)
     except StreamcnnError as exc:
         _fail(exc)
+    config.close()
     for name, why in config.skipped.items():
         click.echo(f"{name}: left out (optional; {redact(why)})")
     for name, p in config.pipelines.items():

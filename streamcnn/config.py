@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .api import Context
-from .errors import ConfigError, ConfigErrors, MissingAssetError, PluginError
+from .errors import ConfigError, ConfigErrors, MissingAssetError, PluginError, StreamcnnError
 from .pluginmanager import PluginRef, Plugins, load_plugins
 from .redact import redact
 from .yamlpos import Positions, format_path, read_yaml_file
@@ -64,6 +65,12 @@ class Component:
     path: str
     line: int | None = None
     column: int | None = None
+    instance: Any = None  # a stage already built by the checks (handed to the engine, see take())
+
+    def take(self) -> Any:
+        """The stage instance built while checking, once (then None), or None."""
+        inst, self.instance = self.instance, None
+        return inst
 
 
 @dataclass
@@ -92,6 +99,14 @@ class Config:
     plugins: Plugins
     positions: Positions = field(default_factory=Positions)
     skipped: dict[str, str] = field(default_factory=dict)  # optional pipelines left out, and why
+
+    def close(self) -> None:
+        """Close the stages built while checking that no engine took (``validate``)."""
+        for p in self.pipelines.values():
+            for comp in p.stages:
+                inst = comp.take()
+                if inst is not None:
+                    inst.close()
 
 
 # -- error helpers ---------------------------------------------------------------------------
@@ -290,7 +305,7 @@ def load_config(
     except ValidationError as exc:
         errs = pydantic_to_config_errors(exc, FileSpec, (), positions, file, "the configuration file")
         for e in errs:  # nicer wording for the top-level and pipeline keys
-            e.message = e.message.replace("option", "key")
+            e.message = re.sub(r"\boption(s?)\b", r"key\1", e.message)
         raise ConfigErrors(sorted(errs, key=lambda e: (e.line or 0, e.column or 0))) from None
 
     if not spec.pipelines:
@@ -467,14 +482,19 @@ def _resolve_item(
     except ValidationError as exc:
         raise ConfigErrors(pydantic_to_config_errors(exc, cls.Params, opath, positions, file, what)) from None
     ctx = _ctx(name, pname, config_dir)
+    instance = None
     if check:
         try:
             cls.check(params, ctx)
-        except (ValueError, FileNotFoundError, ConfigError) as exc:
+            if kind == "stage":
+                # everything a stage checks at start-up (model loads, head shapes, names...) is
+                # checked now, at its YAML line; the engine then uses this instance
+                instance = cls(params, ctx)
+        except (ValueError, OSError, StreamcnnError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
             raise kind_(msg, file, line, col, format_path(opath)) from None
-    return Component(kind, name, cls, params, ctx, format_path(opath), line, col)
+    return Component(kind, name, cls, params, ctx, format_path(opath), line, col, instance)
 
 
 def _resolve_source(

@@ -230,6 +230,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _build(comp: Component) -> Any:
+    built = comp.take()
+    if built is not None:
+        return built
     try:
         return comp.cls(comp.params, comp.ctx)
     except StreamcnnError:

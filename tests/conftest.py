@@ -43,3 +43,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         [sys.executable, "-m", "streamcnn", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def default_pipelines(tmp_path) -> Path:
+    """A copy of the repository's pipelines.yaml in ``tmp_path`` (outputs land in tmp_path/out)."""
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text((ROOT / "pipelines.yaml").read_text())
+    return cfg

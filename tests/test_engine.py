@@ -102,7 +102,7 @@ def test_max_frames_and_concurrent_pipelines(tmp_path):
     assert res.returncode == 2 and "no pipeline named 'bb' — did you mean 'b'?" in res.stderr
 
 
-def test_missing_file_is_a_config_error_and_a_broken_one_a_runtime_failure(tmp_path):
+def test_missing_or_broken_video_file_is_a_config_error(tmp_path):
     cfg = write(tmp_path / "p.yaml", """
         pipelines:
           a: {source: missing.mp4, sinks: [null]}
@@ -112,8 +112,21 @@ def test_missing_file_is_a_config_error_and_a_broken_one_a_runtime_failure(tmp_p
     assert str(tmp_path / "missing.mp4") in res.stderr and "Traceback" not in res.stderr
     (tmp_path / "missing.mp4").write_text("not a video")
     res = run_cli("run", str(cfg))
-    assert res.returncode == 1
-    assert f"cannot open video file {tmp_path / 'missing.mp4'}" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2
+    assert f"p.yaml:2:15: pipelines.a.source: cannot open video file {tmp_path / 'missing.mp4'}: not a video" \
+        in res.stderr and "Traceback" not in res.stderr
+
+
+def test_unwritable_output_folder_is_a_config_error(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          a:
+            source: pattern
+            sinks: [{video: {path: /proc/streamcnn/x.mp4}}]
+        """)
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.strip().endswith("cannot write /proc/streamcnn/x.mp4: the folder /proc is not writable")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -147,10 +160,10 @@ def test_signal_flushes_and_closes_sinks(tmp_path, sig):
     assert n == len(records)
 
 
-def test_default_pipelines_yaml_runs(tmp_path):
-    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "demo", "--max-frames", "10", cwd=tmp_path)
+def test_default_pipelines_yaml_runs(default_pipelines, tmp_path):
+    res = run_cli("run", str(default_pipelines), "--pipeline", "demo", "--max-frames", "10", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    out = ROOT / "out" / "demo_edges.jsonl"
+    out = tmp_path / "out" / "demo_edges.jsonl"
     assert len(out.read_text().splitlines()) == 10
 
 

@@ -44,17 +44,17 @@ def test_real_video_end_to_end(assets, tmp_path, name, frames, size):
     assert pts[-1] == pytest.approx((frames - 1) / src_fps, abs=0.05)
 
 
-def test_default_street_pipeline_runs_over_the_whole_video(assets):
-    from .conftest import ROOT
+def test_default_street_pipeline_runs_over_the_whole_video(assets, default_pipelines):
+    out_dir = default_pipelines.parent / "out"
 
     if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
         pytest.skip("yolox_nano_coco_416.onnx not in STREAMCNN_ASSETS/models")
     media(assets, "vtest.avi")
-    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "street")
+    res = run_cli("run", str(default_pipelines), "--pipeline", "street")
     assert res.returncode == 0, res.stderr
     assert "street: 795 frames" in res.stderr
-    records = [json.loads(x) for x in (ROOT / "out" / "street.jsonl").read_text().splitlines()]
-    assert len(records) == 795 == count_frames(ROOT / "out" / "street.mp4")
+    records = [json.loads(x) for x in (out_dir / "street.jsonl").read_text().splitlines()]
+    assert len(records) == 795 == count_frames(out_dir / "street.mp4")
     persons = [sum(d["class_name"] == "person" and d["conf"] > 0.5 for d in r["detections"]) for r in records]
     assert sorted(persons)[len(persons) // 2] >= 5  # median persons per frame (MEDIA.md: 7 with YOLOX)
     for r in records:
@@ -63,18 +63,18 @@ def test_default_street_pipeline_runs_over_the_whole_video(assets):
             assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576
 
 
-def test_default_faces_pipeline_runs_over_the_whole_clip(assets):
-    from .conftest import ROOT
+def test_default_faces_pipeline_runs_over_the_whole_clip(assets, default_pipelines):
+    out_dir = default_pipelines.parent / "out"
 
     for m in ("yunet_n_dynamic", "pfld68_112", "mobilefacenet_128d"):
         if not (assets / "models" / f"{m}.onnx").is_file():
             pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
     media(assets, "Megamind.avi")
-    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "faces")
+    res = run_cli("run", str(default_pipelines), "--pipeline", "faces")
     assert res.returncode == 0, res.stderr
     assert "faces: 270 frames" in res.stderr and "0 skipped" in res.stderr
-    records = [json.loads(x) for x in (ROOT / "out" / "faces.jsonl").read_text().splitlines()]
-    assert len(records) == 270 == count_frames(ROOT / "out" / "faces.mp4")
+    records = [json.loads(x) for x in (out_dir / "faces.jsonl").read_text().splitlines()]
+    assert len(records) == 270 == count_frames(out_dir / "faces.mp4")
     with_faces = [r for r in records if r["detections"]]
     assert len(with_faces) >= 0.9 * 270  # MEDIA.md: 1-2 faces in 26 of 27 sampled frames
     assert all(d["class_name"] == "face" and len(d["landmarks"]) == 68 and d["identity"] == "unknown"
@@ -82,16 +82,16 @@ def test_default_faces_pipeline_runs_over_the_whole_clip(assets):
     assert len(records[30]["detections"]) == 2
 
 
-def test_default_starry_pipeline_styles_the_street_video(assets):
-    from .conftest import ROOT
+def test_default_starry_pipeline_styles_the_street_video(assets, default_pipelines):
+    out_dir = default_pipelines.parent / "out"
 
     for m in ("style_arbitrary_predict", "style_arbitrary_transform"):
         if not (assets / "models" / f"{m}.onnx").is_file():
             pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
     video = media(assets, "vtest.avi")
-    res = run_cli("run", str(ROOT / "pipelines.yaml"), "--pipeline", "starry", "--max-frames", "6")
+    res = run_cli("run", str(default_pipelines), "--pipeline", "starry", "--max-frames", "6")
     assert res.returncode == 0, res.stderr
-    out = cv2.VideoCapture(str(ROOT / "out" / "starry_vtest.mp4"))
+    out = cv2.VideoCapture(str(out_dir / "starry_vtest.mp4"))
     src = cv2.VideoCapture(str(video))
     frames = 0
     while True:

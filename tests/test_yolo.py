@@ -337,7 +337,7 @@ def test_not_a_yolo_model_fails_at_start_up(assets):
                           "format 'v8' (expects (1, 4+C, 8400) for a 640×640 input)")
 
 
-def test_yolov8_model_as_yolox_fails_at_start_up_and_the_run_exits_1(assets, tmp_path):
+def test_yolov8_model_as_yolox_fails_at_start_up_and_validation(assets, tmp_path):
     if not (assets / "models" / "yolov8n_coco_640_int8.onnx").is_file():
         pytest.skip("yolov8n_coco_640_int8.onnx not in assets")
     path = assets / "models" / "yolov8n_coco_640_int8.onnx"
@@ -346,7 +346,9 @@ def test_yolov8_model_as_yolox_fails_at_start_up_and_the_run_exits_1(assets, tmp
         "5+C) for a 640×640 input, strides [8, 16, 32]); it looks like format 'v8'")
     p = _cfg(tmp_path, "- yolo: {model: yolov8n_coco_640_int8, format: yolox}")
     res = run_cli("run", str(p), "--max-frames", "2", timeout=120)
-    assert res.returncode == 1 and "does not fit format 'yolox'" in res.stderr
+    # caught before the run starts (validate builds the stage), at the stage's YAML line
+    assert res.returncode == 2 and "p.yaml:5:9: pipelines.cam.stages[0].yolo: stage 'yolo': model " in res.stderr
+    assert "does not fit format 'yolox'" in res.stderr
 
 
 # -- classes and names, checked at validate time -------------------------------------------------
@@ -363,7 +365,7 @@ def test_classes_report_every_unknown_name_with_a_suggestion(tmp_path):
                         "'person'?; 'dgo' — did you mean 'dog'? (80 classes, names from COCO-80)")
     msg = _validate_err(tmp_path, "- yolo: {model: m.onnx, classes: [99, person, -1]}")
     assert msg.endswith("class ids 99, -1 in `classes` out of range 0..79 (80 classes, names from COCO-80)")
-    load_config(_cfg(tmp_path, "- yolo: {model: m.onnx, classes: [person, 79]}"), check=True)
+    load_config(_cfg(tmp_path, "- yolo: {model: m.onnx, format: yolox, classes: [person, 79]}"), check=True)
     assert model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import textwrap
 import time
@@ -10,6 +11,17 @@ from pathlib import Path
 
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
+
+
+def guarded(main) -> None:
+    """Run a benchmark's ``main``; a user-facing streamcnn error (e.g. a missing model or video)
+    is printed as one line, exit code 1, without a traceback."""
+    from streamcnn.errors import StreamcnnError
+
+    try:
+        main()
+    except StreamcnnError as exc:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: {exc}") from None
 
 
 def run_engine(yaml_text: str) -> tuple[int, float]:

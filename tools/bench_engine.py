@@ -20,7 +20,7 @@ import cv2
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import report, run_engine  # noqa: E402
+from _bench import guarded, report, run_engine  # noqa: E402
 
 from streamcnn.models import resolve  # noqa: E402
 from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding  # noqa: E402
@@ -80,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import median_ms, report, run_engine  # noqa: E402
+from _bench import guarded, median_ms, report, run_engine  # noqa: E402
 
 from streamcnn import Context, Frame  # noqa: E402
 from streamcnn.facedb import FaceDB, FaceEmbedder  # noqa: E402
@@ -125,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import textwrap
 import time
@@ -43,6 +44,9 @@ from streamcnn.config import load_config
 from streamcnn.engine import Engine
 from streamcnn.models import resolve
 from streamcnn_plugins.sources import PatternSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import guarded  # noqa: E402
 
 W, H = 640, 480
 # models and media: STREAMCNN_ASSETS, else ../shared next to the repository (as the tests do)
@@ -181,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

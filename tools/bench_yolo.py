@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import median_ms, report, run_engine  # noqa: E402
+from _bench import guarded, median_ms, report, run_engine  # noqa: E402
 
 from streamcnn.models import resolve  # noqa: E402
 from streamcnn.ops import letterbox, letterbox_info  # noqa: E402
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)
