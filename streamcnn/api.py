@@ -21,7 +21,6 @@ the stage name) and a ``process(frame) -> frame`` method::
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
