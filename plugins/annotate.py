@@ -58,7 +58,10 @@ class AnnotateStage(Stage):
         # labels last, in increasing confidence: where labels overlap, the most confident is on top
         for i in np.argsort(det.conf, kind="stable"):
             if det.identity is not None:
-                sim = f" {det.similarity[i]:.2f}" if det.similarity is not None else ""
+                score = None if det.similarity is None else float(det.similarity[i])
+                # "unknown 0.00" (an empty database) would read as a real score: show it only when there is one
+                show = score is not None and (score > 0 or det.identity[i] != "unknown")
+                sim = f" {score:.2f}" if show else ""
                 text = f"{det.identity[i]}{sim}"
             else:
                 text = f"{names[i]} {det.conf[i]:.2f}"

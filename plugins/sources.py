@@ -412,6 +412,8 @@ class PatternSource(Source):
         size: str = Field("640x480", description="frame size WIDTHxHEIGHT in pixels, e.g. 640x480")
         fps: float = Field(25.0, gt=0, description="frame rate in frames/s (pts = index / fps)")
         frames: int | None = Field(250, ge=1, description="number of frames (≥ 1); null = endless")
+        realtime: bool = Field(False, description="pace frames at fps on the wall clock, like a camera "
+                               "(default: as fast as they are consumed; pts follow fps either way)")
 
         @field_validator("size")
         @classmethod
@@ -478,6 +480,12 @@ class PatternSource(Source):
             return None
         i = self._index
         self._index += 1
+        if getattr(self.params, "realtime", False):
+            if i == 0:
+                self._t0 = time.monotonic()
+            delay = self._t0 + i / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         return self.render(i), i / self.fps
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import field_validator
 
 from streamcnn import Context, Detections, Field, Frame, Stage, hookimpl
 from streamcnn.config import suggest
@@ -274,7 +275,18 @@ class YoloStage(ModelStage):
         agnostic: bool = Field(False, description="NMS across classes instead of per class")
         classes: list[int | str] | None = Field(None, description="class ids or names to keep")
         max_det: int = Field(300, ge=1)
-        imgsz: int | tuple[int, int] | None = Field(None, description="network input size (w, h) or side")
+        imgsz: int | tuple[int, int] | None = Field(
+            None, description="network input size: a side, [w, h] or 'WxH' (fixed-size models use their own)")
+
+        @field_validator("imgsz", mode="before")
+        @classmethod
+        def _wxh(cls, v: object) -> object:
+            if isinstance(v, str):
+                w, sep, h = v.lower().partition("x")
+                if not (sep and w.strip().isdigit() and h.strip().isdigit()):
+                    raise ValueError(f"imgsz must be a side in pixels, [w, h] or 'WxH' like '416x416', got {v!r}")
+                return (int(w), int(h))
+            return v
         names: str | None = Field(None, description="class names file (one per line)")
         anchors: list[list[tuple[float, float]]] | None = Field(None, description="per level (w, h) pixels")
         strides: list[int] | None = None

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 import click
+import yaml
 
 from .config import load_config
 from .engine import Engine
@@ -64,8 +65,25 @@ def main(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
+def _log_options(fn):
+    """``-v``/``-q`` after the command too (``streamcnn run x.yaml -v``), like before it."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: object) -> object:
+        if param.name == "verbose" and value:
+            _setup_logging(int(value), False)
+        elif param.name == "quiet" and value:
+            _setup_logging(0, True)
+        return value
+
+    fn = click.option("-v", "--verbose", count=True, expose_value=False, callback=apply,
+                      help="More log output (debug).")(fn)
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=apply,
+                        help="Only warnings and errors.")(fn)
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
+@_log_options
 @click.option("-p", "--pipeline", "pipelines", multiple=True, metavar="NAME",
               help="Run only this pipeline (repeatable). Default: all pipelines in FILE.")
 @click.option("-n", "--max-frames", type=click.IntRange(min=1), default=None,
@@ -89,7 +107,11 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
     engine = Engine(config, None, max_frames, insist=bool(pipelines))
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.warning("%s received: stopping (flushing sinks)", signal.Signals(signum).name)
+        if engine.stopping:
+            log.warning("%s received again: skipping queued frames, closing sinks", signal.Signals(signum).name)
+        else:
+            log.warning("%s received: stopping (flushing sinks; again to skip queued frames)",
+                        signal.Signals(signum).name)
         engine.stop()
 
     if threading.current_thread() is threading.main_thread():
@@ -127,6 +149,7 @@ def _exit(code: int) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
+@_log_options
 def validate(file: str) -> None:
     """Check FILE without running it: YAML, plugins, stage/source/sink options, model files."""
     try:
@@ -139,7 +162,9 @@ def validate(file: str) -> None:
     for name, p in config.pipelines.items():
         stages = " → ".join(c.type_name for c in p.stages) or "(no stages)"
         sinks = ", ".join(c.type_name for c in p.sinks) or "(no sinks)"
-        click.echo(f"{name}: {p.source.type_name} {redact(str(p.source.params.uri))} → {stages} → {sinks}")
+        uri = redact(str(p.source.params.uri))
+        src = uri if uri == p.source.type_name else f"{p.source.type_name} {uri}"
+        click.echo(f"{name}: {src} → {stages} → {sinks}")
     click.echo(f"{file}: OK ({len(config.pipelines)} pipeline(s) ready"
                + (f", {len(config.skipped)} optional one(s) left out)" if config.skipped else ")"))
 
@@ -207,7 +232,7 @@ def _show_options(plugins, show: str) -> None:
             elif info.default_factory is not None or info.default is None:
                 default = "optional"
             else:
-                default = f"default {info.default!r}"
+                default = f"default {yaml.safe_dump(info.default, default_flow_style=True).splitlines()[0]}"
             expected = describe_expected(model, (fname,)) or str(info.annotation)
             desc = f" — {info.description}" if info.description else ""
             click.echo(f"    {fname}: {expected}; {default}{desc}")

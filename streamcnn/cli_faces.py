@@ -184,8 +184,11 @@ def remove(database: Path, names: tuple[str, ...]) -> None:
         db = FaceDB.load(database, None, None)
         unknown = [n for n in names if n not in db.names]
         if unknown:
-            raise FaceDBError(f"not in {database}: {', '.join(unknown)} (people: {', '.join(db.names) or 'none'}); "
-                              "nothing removed")
+            from .config import suggest
+
+            hints = "".join(suggest(n, db.names) for n in unknown)
+            people = ", ".join(db.names) or "none"
+            raise FaceDBError(f"not in {database}: {', '.join(unknown)}{hints} (people: {people}); nothing removed")
         for n in names:
             db.remove(n)
         db.save(database)

@@ -280,6 +280,11 @@ class Engine:
         self.wait()
         return [r.stats for r in self.runs]
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called."""
+        return self._stopping > 0
+
     def stop(self) -> None:
         """First call: stop sources, drain queued frames, close sinks. Second call: skip draining."""
         self._stopping += 1

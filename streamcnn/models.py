@@ -240,7 +240,13 @@ def resolve(name: str | Path, config_dir: Path | None = None, download: bool = T
     else:
         how = "check the path (relative paths are relative to the YAML file)"
     why = " (downloads are off: STREAMCNN_OFFLINE is set)" if entry is not None and offline() else ""
-    raise ModelNotFoundError(f"{what} {str(name)!r} not found{why}. {where}. To get it: {how}")
+    close = ""
+    if entry is None and is_bare(name):
+        from .config import suggest
+
+        close = suggest(str(name), [e.name for e in registry().values()] + [e.file for e in registry().values()])
+    head = f"{what} {str(name)!r} not found{why}" + (close or ".")
+    raise ModelNotFoundError(f"{head} {where}. To get it: {how}")
 
 
 def _download(entry: RegistryEntry, where: str) -> Path:

@@ -43,6 +43,10 @@ class ModelParams(DeviceParams):
     model: str = Field(description="ONNX file path or registry name")
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + " / ".join([word])
+
+
 class ModelStage(Stage):
     """A stage around one (or more) ONNX models.
 
@@ -61,7 +65,7 @@ class ModelStage(Stage):
         if cls.families and entry is not None and entry.family not in cls.families:
             fitting = sorted(e.name for e in registry().values() if e.family in cls.families)
             raise ValueError(
-                f"model {params.model!r} is a {entry.family} model (registry), not a {' / '.join(cls.families)} "
+                f"model {params.model!r} is {_a(entry.family)} model (registry), not {_a(cls.families[0])} "
                 f"model; registry models that fit: {', '.join(fitting)}"
             )
         check_model(params.model, ctx.config_dir)

@@ -212,7 +212,7 @@ def test_cli_validate_ok(tmp_path):
     path = write(tmp_path, GOOD)
     res = run_cli("validate", str(path))
     assert res.returncode == 0, res.stderr
-    assert "demo: pattern pattern → edges → null" in res.stdout
+    assert "demo: pattern → edges → null" in res.stdout
 
 
 def test_device_errors_at_validation(tmp_path):

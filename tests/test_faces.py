@@ -458,9 +458,9 @@ def test_validate_accepts_the_chains_that_work(tmp_path, stages):
     ("face_recognize: {database: db.npz}\nface_detect: {}", 5, "face_recognize needs a face_detect stage before it"),
     ("face_detect: {model: yolox_nano_coco_416}", 5,
      "model 'yolox_nano_coco_416' is a yolo model (registry), not a face_detect model"),
-    ("face_detect: {}\nlandmarks: {model: mobilefacenet_128d}", 6, "is a embedding model (registry), not a landmarks"),
+    ("face_detect: {}\nlandmarks: {model: mobilefacenet_128d}", 6, "is an embedding model (registry), not a landmarks"),
     ("face_detect: {}\nface_recognize: {database: db.npz, model: yunet_n_dynamic}", 6,
-     "is a face_detect model (registry), not a embedding model"),
+     "is a face_detect model (registry), not an embedding model"),
 ])
 def test_validate_rejects_chains_and_models_that_cannot_work(tmp_path, stages, line, message):
     _need(*(MODELS / f"{m}.onnx" for m in _ALL))
