@@ -386,3 +386,25 @@ def test_param_errors_read_well(tmp_path):
     assert "Value error" not in msg
     msg = config_error(tmp_path, "{uri: pattern, size: 8x8}")
     assert "'8x8' is too small" in msg
+
+
+def test_pattern_realtime_paces_frames_at_fps(monkeypatch):
+    import streamcnn_plugins.sources as sources
+
+    clock = {"t": 100.0}
+    slept: list[float] = []
+    monkeypatch.setattr(sources.time, "monotonic", lambda: clock["t"])
+
+    def fake_sleep(s):
+        slept.append(round(s, 6))
+        clock["t"] += s
+
+    monkeypatch.setattr(sources.time, "sleep", fake_sleep)
+    src = PatternSource(PatternSource.Params(uri="pattern", size="32x24", fps=20, frames=4, realtime=True),
+                        ctx(Path(".")))
+    pts = [p for _, p in read_all(src)]
+    assert pts == [0.0, 0.05, 0.1, 0.15]
+    assert slept == [0.05, 0.05, 0.05]  # frame i is handed over at t0 + i/fps
+    fast = PatternSource(PatternSource.Params(uri="pattern", size="32x24", fps=20, frames=4), ctx(Path(".")))
+    slept.clear()
+    assert len(read_all(fast)) == 4 and slept == []
