@@ -522,9 +522,9 @@ class _LiveCaptureSource(Source):
         if not cap.isOpened():
             cap.release()
             raise SourceError(redact(self._describe_failure(time.monotonic() - t0)))
+        self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))  # before publishing: close() may release it after
         with self._lock:
             self._cap = _Capture(cap)
-        self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         with self._lock:

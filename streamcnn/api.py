@@ -209,7 +209,10 @@ class Sink:
 
 
 def to_bgr3(image: np.ndarray) -> np.ndarray:
-    """Make any H×W, H×W×1, H×W×3 or H×W×4 uint8 image an H×W×3 BGR image."""
+    """Make an H×W, H×W×1, H×W×3 or H×W×4 image an H×W×3 one (gray replicated, alpha dropped).
+
+    The dtype is kept; a 3-channel input is returned as is (not copied).
+    """
     if image.ndim == 2:
         image = image[:, :, None]
     if image.shape[2] == 1:

@@ -42,6 +42,7 @@ class PipelineStats:
 
     @property
     def fps(self) -> float:
+        """Frames per second over the whole run, start-up included."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -266,16 +267,19 @@ class Engine:
         self._stopping = 0
 
     def start(self) -> None:
+        """Start one thread per pipeline (returns at once)."""
         for run in self.runs:
             run.thread = threading.Thread(target=run.run, name=f"pipeline-{run.name}", daemon=True)
             run.thread.start()
 
     def wait(self, poll: float = 0.2) -> None:
+        """Block until every pipeline thread has ended (polling, so signal handlers can run)."""
         for run in self.runs:
             while run.thread is not None and run.thread.is_alive():
                 run.thread.join(poll)
 
     def run(self) -> list[PipelineStats]:
+        """`start`, then `wait`; returns each pipeline's `PipelineStats` in order."""
         self.start()
         self.wait()
         return [r.stats for r in self.runs]

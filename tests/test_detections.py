@@ -58,3 +58,18 @@ def test_records_and_names():
 def test_equality():
     assert make() == make()
     assert make() != make(2)
+
+
+def test_extra_data_follows_selection_merge_and_equality():
+    d = Detections(np.zeros((3, 4)), [0.1, 0.5, 0.9], [0, 1, 2], ["a", "b", "c"],
+                   data={"kps5": np.arange(30, dtype=np.float32).reshape(3, 5, 2)})
+    sel = d[d.conf > 0.3]
+    assert sel.data["kps5"].shape == (2, 5, 2) and sel.data["kps5"][0, 0].tolist() == [10, 11]
+    assert sel.class_names == ["a", "b", "c"]
+    m = Detections.merge([d, sel])
+    assert m.data["kps5"].shape == (5, 5, 2) and m.class_names == ["a", "b", "c"]
+    other = Detections(np.zeros((3, 4)), [0.1, 0.5, 0.9], [0, 1, 2], ["a", "b", "c"],
+                       data={"kps5": np.zeros((3, 5, 2), np.float32)})
+    assert d != other
+    with pytest.raises(ValueError, match=r"Detections.data\['kps5'\] has 2 rows, expected 3"):
+        Detections(np.zeros((3, 4)), [0, 0, 0], [0, 0, 0], data={"kps5": np.zeros((2, 5, 2))})
