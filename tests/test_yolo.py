@@ -394,3 +394,15 @@ def test_names_file_missing_or_of_the_wrong_length(tmp_path):
     (tmp_path / "my.names").write_text("cat\ndog\n")
     stage = YoloStage(YoloStage.Params(model=model, format="yolox", names="my.names"), Context("yolo", "t", tmp_path))
     assert stage.names == ["cat", "dog"]
+
+
+def test_imgsz_mismatch_with_a_fixed_input_warns_and_uses_the_models_size(assets, caplog):
+    import logging
+
+    if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
+        pytest.skip("yolox_nano_coco_416.onnx not in assets")
+    with caplog.at_level(logging.WARNING):
+        stage = YoloStage(YoloStage.Params(model="yolox_nano_coco_416", imgsz="640x640"), Context("yolo", "t", assets))
+    assert (stage.net_w, stage.net_h) == (416, 416)
+    assert "imgsz 640x640 does not match the fixed input 416x416" in caplog.text
+    assert "using the model's size" in caplog.text
