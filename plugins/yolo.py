@@ -180,15 +180,31 @@ def _or(items: list[str]) -> str:
     quoted = [repr(x) for x in items]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
+
 # -- class names -------------------------------------------------------------------------------
-def read_names(path: Path, error: type[Exception] = ValueError) -> list[str]:
-    """Class names from a file, one per line (blank lines ignored); ``error`` when missing or empty."""
+def read_names(path: Path) -> list[str]:
+    """Class names from a file, one per line (blank lines ignored).
+
+    Raises:
+        ValueError: the file is missing or has no names.
+    """
     if not path.is_file():
-        raise error(f"names file {path} not found")
+        raise ValueError(f"names file {path} not found")
     names = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     if not names:
-        raise error(f"names file {path} has no names (expected one class name per line)")
+        raise ValueError(f"names file {path} has no names (expected one class name per line)")
     return names
+
+
+def resolve_names(names_file: Path | None, meta: dict[str, str], model_name: str) -> tuple[list[str], str]:
+    """The class names and where they came from, in this order: the ``names`` file, the model's
+    Ultralytics metadata (``names``), COCO-80. Raises ValueError for a bad names file."""
+    if names_file is not None:
+        return read_names(names_file), f"names file {names_file}"
+    names = names_from_meta(meta)
+    if names is not None:
+        return names, f"metadata of {model_name}"
+    return coco80(), "COCO-80"
 
 
 def names_from_meta(meta: dict[str, str]) -> list[str] | None:
@@ -307,17 +323,10 @@ class YoloStage(ModelStage):
             them, each with a did-you-mean) and class ids out of range.
         """
         super().check(params, ctx)
-        if params.names:
-            names = read_names(ctx.resolve(params.names))
-            origin = f"names file {ctx.resolve(params.names)}"
-        else:
-            names, origin = None, ""
-            path, _ = find_local(params.model, ctx.config_dir)
-            if path is not None:
-                names = names_from_meta(_file_metadata(path))
-                origin = f"metadata of {path.name}"
-            if names is None:
-                names, origin = coco80(), "COCO-80"
+        path, _ = find_local(params.model, ctx.config_dir)
+        meta = _file_metadata(path) if path is not None and not params.names else {}
+        names, origin = resolve_names(ctx.resolve(params.names) if params.names else None, meta,
+                                      path.name if path is not None else str(params.model))
         if params.classes is not None:
             class_indices(params.classes, names, origin)
 
@@ -433,21 +442,14 @@ class YoloStage(ModelStage):
         )
 
     def _names(self, meta: dict[str, str], num_classes: int | None) -> list[str]:
-        if self.params.names:
-            path = self.ctx.resolve(self.params.names)
-            names = read_names(path, StreamcnnError)
-            self._names_origin = f"names file {path}"
-            if num_classes is not None and len(names) != num_classes:
+        names_file = self.ctx.resolve(self.params.names) if self.params.names else None
+        names, self._names_origin = resolve_names(names_file, meta, self.session.name)
+        if num_classes is not None and len(names) != num_classes:
+            if names_file is not None:
                 raise StreamcnnError(
-                    f"stage '{self.ctx.name}': names file {path} has {len(names)} names but model "
+                    f"stage '{self.ctx.name}': names file {names_file} has {len(names)} names but model "
                     f"{self.session.name} has {num_classes} classes (format {self.format!r})"
                 )
-            return names
-        names = names_from_meta(meta)
-        self._names_origin = f"metadata of {self.session.name}"
-        if names is None:
-            names, self._names_origin = coco80(), "COCO-80"
-        if num_classes is not None and len(names) != num_classes:
             self.ctx.log.warning(
                 "stage '%s': model %s has %d classes but %s has %d names; set `names:` to a file with one "
                 "name per class", self.ctx.name, self.session.name, num_classes, self._names_origin, len(names),
