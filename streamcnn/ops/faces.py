@@ -47,6 +47,7 @@ import numpy as np
 
 from .boxes import nms
 from .letterbox import LetterboxInfo, letterbox
+from .yolo import make_grid
 
 FaceFormat = Literal["yunet", "scrfd", "ultraface", "ultraface_raw"]
 FACE_FORMATS: tuple[str, ...] = ("yunet", "scrfd", "ultraface", "ultraface_raw")
@@ -78,14 +79,9 @@ def cell_centres(width: int, height: int, strides: tuple[int, ...], per_cell: in
     Returns:
         ``gx``, ``gy``, ``stride``: float32 (N,) cell column, row and stride (read-only, cached).
     """
-    gxs, gys, ss = [], [], []
-    for s in strides:
-        fw, fh = width // s, height // s
-        gy, gx = np.mgrid[0:fh, 0:fw]
-        gxs.append(np.repeat(gx.reshape(-1), per_cell))
-        gys.append(np.repeat(gy.reshape(-1), per_cell))
-        ss.append(np.full(fw * fh * per_cell, s))
-    out = tuple(np.concatenate(a).astype(np.float32) for a in (gxs, gys, ss))
+    # the YOLO grid builder, with per_cell unit "anchors" repeated cell by cell (SCRFD's layout)
+    grid = make_grid(width, height, list(strides), [[(1.0, 1.0)] * per_cell for _ in strides], anchor_major=False)
+    out = (grid.gx, grid.gy, grid.stride)
     for a in out:
         a.flags.writeable = False
     return out  # type: ignore[return-value]
