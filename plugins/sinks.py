@@ -20,7 +20,21 @@ from streamcnn.config import suggest
 MIN_VIDEO_SIDE = 2  # pixels: FFmpeg encoders refuse 1-pixel-wide or -high frames
 
 
-class VideoSink(Sink):
+class _FileSink(Sink):
+    """A sink writing one file given by the ``path`` option: checked at validate time (the folder
+    can be written), ``{pipeline}`` filled in, folders created."""
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        ctx.check_writable(params.path)
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self.path = ctx.output_path(params.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+
+class VideoSink(_FileSink):
     """Writes every processed frame to a video file at the source's frame rate.
 
     The writer opens on the first frame (its size fixes the output size; later frames of another
@@ -35,14 +49,8 @@ class VideoSink(Sink):
         fourcc: str = Field("mp4v", min_length=4, max_length=4, description="codec FOURCC")
         fps: float | None = Field(None, gt=0, description="frames/s (default: the source's, else 25)")
 
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        ctx.check_writable(params.path)
-
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.path = ctx.output_path(params.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = params.fps or ctx.fps or 25.0
         self.size: tuple[int, int] | None = None
         self.writer: cv2.VideoWriter | None = None
@@ -88,7 +96,7 @@ class VideoSink(Sink):
             self.writer = None
 
 
-class JsonlSink(Sink):
+class JsonlSink(_FileSink):
     """One JSON object per line and per frame:
     ``{"pipeline", "source", "index", "pts" (s), "capture_time" (epoch s), "width", "height",
     "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``, plus
@@ -101,14 +109,8 @@ class JsonlSink(Sink):
         path: str = Field(description="output .jsonl file; folders are created")
         append: bool = Field(False, description="append instead of overwrite")
 
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        ctx.check_writable(params.path)
-
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.path = ctx.output_path(params.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh: IO[str] | None = open(self.path, "a" if params.append else "w", encoding="utf-8")  # noqa: SIM115
 
     def write(self, frame: Frame) -> None:

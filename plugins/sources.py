@@ -31,6 +31,7 @@ Source contract used by `streamcnn.io.reader.SourceReader` (also for third-party
 
 from __future__ import annotations
 
+import abc
 import glob
 import logging
 import math
@@ -493,7 +494,7 @@ class PatternSource(Source):
 
 
 # ---------------------------------------------------------------------------------------------
-class _LiveCaptureSource(Source):
+class _LiveCaptureSource(Source, abc.ABC):
     """Common part of webcam and network stream: a `_Capture` reopened on every ``open``."""
 
     live = True
@@ -508,12 +509,13 @@ class _LiveCaptureSource(Source):
     def fps(self) -> float | None:
         return self._fps
 
+    @abc.abstractmethod
     def _make_capture(self) -> cv2.VideoCapture:
-        raise NotImplementedError
+        """A new ``cv2.VideoCapture`` for this camera (not yet checked)."""
 
+    @abc.abstractmethod
     def _describe_failure(self, elapsed: float) -> str:
         """Why opening failed; ``elapsed`` is how long the failed open took in seconds."""
-        raise NotImplementedError
 
     def open(self) -> None:
         self.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,28 @@ def default_pipelines(tmp_path) -> Path:
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text((ROOT / "pipelines.yaml").read_text())
     return cfg
+
+
+def wait_until(pred, timeout: float = 10.0, poll: float = 0.01) -> bool:
+    """Poll ``pred()`` until it is true or ``timeout`` seconds pass (a hang guard, not a speed limit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(poll)
+    return pred()
+
+
+def take_frames(reader, n: int, timeout: float = 10.0) -> list:
+    """``n`` frames from a `SourceReader` (fails the test when they do not come within ``timeout`` s)."""
+    from streamcnn.io.buffer import BufferEmpty
+
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < n and time.monotonic() < deadline:
+        try:
+            frames.append(reader.get(timeout=0.1))
+        except BufferEmpty:
+            continue
+    assert len(frames) == n, f"got {len(frames)} of {n} frames within {timeout} s (error: {reader.error})"
+    return frames

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from streamcnn import Context, Source, SourceError, SourceParams
-from streamcnn.io.buffer import BufferClosed, BufferEmpty
+from streamcnn.io.buffer import BufferClosed
 from streamcnn.io.reader import SourceReader, backoff_delays
 from streamcnn_plugins.sources import PatternSource
+
+from .conftest import take_frames, wait_until
 
 SECRET_URI = "rtsp://user:secret@cam.example/stream"
 HANG_MARK = 255  # pixel value of a frame returned by a read() that hung and was abandoned
@@ -89,25 +91,6 @@ class Events:
             return [e for e, _ in self.items]
 
 
-def wait_until(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
-def collect(reader: SourceReader, n: int, timeout: float = 10.0) -> list:
-    frames = []
-    deadline = time.monotonic() + timeout
-    while len(frames) < n and time.monotonic() < deadline:
-        try:
-            frames.append(reader.get(timeout=0.1))
-        except BufferEmpty:
-            continue
-    assert len(frames) == n, f"got {len(frames)} of {n} frames"
-    return frames
 
 
 def test_backoff_delays_sequence():
@@ -130,7 +113,7 @@ def test_one_outage_gives_one_disconnect_and_one_reconnect(end, caplog):
     reader = SourceReader(src, "all", 1000, "cam", on_event=events, sleep=sleep).start()
     try:
         assert wait_until(lambda: events.names() == ["disconnected", "reconnected"] and reader.frames > 20)
-        frames = collect(reader, 20)
+        frames = take_frames(reader, 20)
         time.sleep(0.1)  # any extra event would show up now
         assert events.names() == ["disconnected", "reconnected"]
         assert reader.reconnects == 1
@@ -145,7 +128,7 @@ def test_one_outage_gives_one_disconnect_and_one_reconnect(end, caplog):
         if end == "hang":
             assert "no frame" in detail["reason"]
             src.unhang.set()  # the abandoned read() returns late: its frame must be discarded
-            more = collect(reader, 20)
+            more = take_frames(reader, 20)
             assert all(int(f.image[0, 0, 0]) != HANG_MARK for f in frames + more)
             assert [f.index for f in more] == list(range(20, 40))
         assert src.closes >= 1  # the failed capture was closed before reopening

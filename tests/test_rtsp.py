@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from streamcnn import Context
-from streamcnn.io.buffer import BufferEmpty
 from streamcnn.io.reader import SourceReader
 from streamcnn_plugins.sources import NetworkStreamSource
+
+from .conftest import take_frames, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -95,25 +96,6 @@ class Events:
             return [e for e, _ in self.items]
 
 
-def wait_until(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
-def take(reader: SourceReader, n: int, timeout: float = 15.0) -> list:
-    frames = []
-    deadline = time.monotonic() + timeout
-    while len(frames) < n and time.monotonic() < deadline:
-        try:
-            frames.append(reader.get(timeout=0.2))
-        except BufferEmpty:
-            pass
-    assert len(frames) == n, f"got {len(frames)} of {n} frames within {timeout} s (error: {reader.error})"
-    return frames
 
 
 def stream_reader(url: str, events: Events, pipeline: str) -> SourceReader:
@@ -133,7 +115,7 @@ def test_rtsp_read_disconnect_and_reconnect_on_same_port(server):
     events = Events()
     reader = stream_reader(url, events, "cam")
     try:
-        before = take(reader, 10)
+        before = take_frames(reader, 10, 15.0)
         assert before[0].image.shape == (240, 320, 3)
         assert reader.fps and reader.fps > 0
         assert [f.index for f in before] == sorted({f.index for f in before})  # never the same frame twice
@@ -149,7 +131,7 @@ def test_rtsp_read_disconnect_and_reconnect_on_same_port(server):
 
         server.start(port)  # the camera comes back on the same port
         assert wait_until(lambda: "reconnected" in events.names(), 15), events.names()
-        after = take(reader, 10)
+        after = take_frames(reader, 10, 15.0)
         assert events.names() == ["disconnected", "reconnected"]
         assert reader.reconnects == 1
         assert after[0].index > before[-1].index  # index continues, never reset
@@ -167,7 +149,7 @@ def test_dead_camera_does_not_stall_a_working_one(server, caplog):
     dead = stream_reader("rtsp://user:pw@127.0.0.1:1/x", dead_events, "dead")
     live = stream_reader(url, live_events, "live")
     try:
-        frames = take(live, 25)
+        frames = take_frames(live, 25, 15.0)
         assert increasing([f.index for f in frames])
         assert wait_until(lambda: dead_events.names() == ["disconnected"], 10), dead_events.names()
         assert live_events.names() == []
@@ -195,7 +177,7 @@ def test_stop_of_a_live_stream_is_quiet_and_releases_the_capture(server, caplog)
     for _ in range(2):
         events = Events()
         reader = stream_reader(url, events, "cam")
-        take(reader, 5)
+        take_frames(reader, 5, 15.0)
         t = time.monotonic()
         reader.stop()
         assert time.monotonic() - t < 0.5  # stop() never blocks
