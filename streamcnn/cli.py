@@ -25,6 +25,7 @@ import yaml
 from .config import load_config
 from .engine import Engine
 from .errors import StreamcnnError
+from .models import downloads_deferred
 from .pluginmanager import KINDS, PluginRef, load_plugins
 from .redact import redact
 from .yamlpos import read_yaml_file
@@ -153,7 +154,8 @@ def _exit(code: int) -> None:
 def validate(file: str) -> None:
     """Check FILE without running it: YAML, plugins, stage/source/sink options, model files."""
     try:
-        config = load_config(file, check=True)
+        with downloads_deferred():  # validate never downloads; what is downloadable is fine
+            config = load_config(file, check=True)
     except StreamcnnError as exc:
         _fail(exc)
     config.close()

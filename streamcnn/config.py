@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .api import Context
 from .errors import ConfigError, ConfigErrors, MissingAssetError, PluginError, StreamcnnError
+from .models import DownloadDeferred
 from .pluginmanager import PluginRef, Plugins, load_plugins
 from .redact import redact
 from .yamlpos import Positions, format_path, read_yaml_file
@@ -489,7 +490,10 @@ def _resolve_item(
             if kind == "stage":
                 # everything a stage checks at start-up (model loads, head shapes, names...) is
                 # checked now, at its YAML line; the engine then uses this instance
-                instance = cls(params, ctx)
+                try:
+                    instance = cls(params, ctx)
+                except DownloadDeferred:
+                    instance = None  # `validate`: its model is fetched when the pipeline starts
         except (ValueError, OSError, StreamcnnError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError

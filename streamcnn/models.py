@@ -16,6 +16,8 @@ parameters (sources: shared/models/MODELS.md, shared/media/MEDIA.md).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import logging
@@ -214,6 +216,24 @@ def _package_resource(entry: RegistryEntry) -> Path | None:
     return None
 
 
+class DownloadDeferred(ModelNotFoundError):
+    """Raised inside `downloads_deferred()` instead of downloading (``streamcnn validate``)."""
+
+
+_deferred: contextvars.ContextVar[bool] = contextvars.ContextVar("streamcnn_downloads_deferred", default=False)
+
+
+@contextlib.contextmanager
+def downloads_deferred():
+    """Within this block `resolve` raises `DownloadDeferred` rather than downloading: checks that
+    must not fetch anything (``validate``) skip what only a download would provide."""
+    token = _deferred.set(True)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+
+
 def resolve(name: str | Path, config_dir: Path | None = None, download: bool = True) -> Path:
     """Path of a model or media file given by path or registry name.
 
@@ -228,6 +248,8 @@ def resolve(name: str | Path, config_dir: Path | None = None, download: bool = T
     what = "file" if entry is not None and entry.kind == "media" else "model"
     where = "Looked in: " + ", ".join(dict.fromkeys(looked))
     if entry is not None and entry.url and download and not offline():
+        if _deferred.get():
+            raise DownloadDeferred(f"{what} {str(name)!r} is not downloaded yet (fetched when the pipeline starts)")
         return _download(entry, where)
     if entry is not None and entry.url:
         how = f"download it from {entry.url} (sha256 {entry.sha256}) into {cache_dir()} or a STREAMCNN_ASSETS folder"
@@ -303,6 +325,7 @@ def check_model(model: str | Path, config_dir: Path | None = None) -> None:
         return
     entry = lookup(model)
     if entry is not None and entry.url and not offline():
-        log.info("model %r is not downloaded yet; `streamcnn run` will fetch it from %s", str(model), entry.url)
+        log.info("model %r is not downloaded yet; it is fetched from %s when the pipeline starts", str(model),
+                 entry.url)
         return
     resolve(model, config_dir, download=False)

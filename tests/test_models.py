@@ -120,3 +120,21 @@ def test_registry_entries_match_the_shared_files(assets):
                 assert models.sha256_of(p) == entry.sha256, entry.name
                 checked += 1
     assert checked >= 14
+
+
+def test_validate_defers_downloads_and_run_fetches(fake_registry, monkeypatch, tmp_path):
+    """`validate` never downloads: a downloadable model is fine there, and nothing is fetched."""
+    from streamcnn.config import load_config
+    from streamcnn.models import DownloadDeferred, downloads_deferred
+
+    monkeypatch.setenv("STREAMCNN_OFFLINE", "0")
+    with downloads_deferred(), pytest.raises(DownloadDeferred, match="not downloaded yet"):
+        resolve("toy_model")
+    assert not (fake_registry / "cache" / "toy_model.onnx").exists()
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("pipelines:\n  a:\n    source: pattern\n    stages: [{yolo: {model: toy_model}}]\n")
+    with downloads_deferred():
+        config = load_config(cfg, check=True)
+    assert config.pipelines["a"].stages[0].instance is None  # built when the pipeline starts
+    assert not (fake_registry / "cache" / "toy_model.onnx").exists()
+    assert resolve("toy_model").read_bytes() == PAYLOAD  # outside validate: downloaded
