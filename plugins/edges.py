@@ -36,9 +36,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import FiniteFloat, field_validator, model_validator
 
-from streamcnn import Context, Field, Frame, ModelInputError, Stage, hookimpl, to_bgr3
-from streamcnn.modelstage import DeviceParams
-from streamcnn.runtime import ModelSession, get_session
+from streamcnn import (
+    Context,
+    DeviceParams,
+    Field,
+    Frame,
+    ModelInputError,
+    ModelSession,
+    Stage,
+    get_session,
+    hookimpl,
+    to_bgr3,
+)
 
 KernelName = Literal[
     "vertical", "horizontal", "sobel_x", "sobel_y", "sobel", "scharr_x", "scharr_y", "scharr",

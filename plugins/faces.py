@@ -35,7 +35,21 @@ import cv2
 import numpy as np
 from pydantic import model_validator
 
-from streamcnn import Context, Detections, Field, Frame, Params, Stage, StreamcnnError, hookimpl
+from streamcnn import (
+    Context,
+    Detections,
+    Field,
+    Frame,
+    ModelParams,
+    ModelStage,
+    Params,
+    Stage,
+    StreamcnnError,
+    find_local,
+    hookimpl,
+    lookup,
+    sha256_of,
+)
 from streamcnn.facedb import (
     DEFAULT_COSINE_THRESHOLD,
     DEFAULT_EMBEDDING_MODEL,
@@ -46,10 +60,7 @@ from streamcnn.facedb import (
     l2_to_cosine,
     people_count,
 )
-from streamcnn.models import find_local, lookup, sha256_of
-from streamcnn.modelstage import ModelParams, ModelStage
-from streamcnn.ops.align import SquareCrops
-from streamcnn.ops.faces import FACE_FORMATS, FaceDetector, detector_format, run_fixed_batch
+from streamcnn.ops import FACE_FORMATS, FaceDetector, SquareCrops, detector_format, run_fixed_batch
 
 FACE_NAMES = ("face",)
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 
-from streamcnn import Context, Field, Frame, Params, Sink, StreamcnnError, hookimpl
+from streamcnn import Context, Field, Frame, Output, Params, Sink, StreamcnnError, hookimpl
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}img{{max-width:100vw;max-height:95vh;
@@ -43,6 +43,10 @@ class PreviewSink(Sink):
         host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 for all interfaces)")
         port: int = Field(8090, ge=0, le=65535, description="TCP port (0 = any free port)")
         quality: int = Field(80, ge=1, le=100, description="JPEG quality")
+
+    @classmethod
+    def outputs(cls, params: Params, ctx: Context) -> list[Output]:
+        return [Output.port(params.host, params.port)] if params.port else []
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)

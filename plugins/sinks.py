@@ -14,8 +14,7 @@ from typing import IO
 
 import cv2
 
-from streamcnn import Context, Field, Frame, Params, Sink, StreamcnnError, hookimpl
-from streamcnn.config import suggest
+from streamcnn import Context, Field, Frame, Output, Params, Sink, StreamcnnError, StreamInfo, hookimpl, suggest
 
 MIN_VIDEO_SIDE = 2  # pixels: FFmpeg encoders refuse 1-pixel-wide or -high frames
 
@@ -27,6 +26,10 @@ class _FileSink(Sink):
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
         ctx.check_writable(params.path)
+
+    @classmethod
+    def outputs(cls, params: Params, ctx: Context) -> list[Output]:
+        return [Output.file(ctx.output_path(params.path))]
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -51,11 +54,15 @@ class VideoSink(_FileSink):
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.fps = params.fps or ctx.fps or 25.0
+        self.fps = params.fps or 25.0
         self.size: tuple[int, int] | None = None
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
         self.resized = False  # warned once about a frame of another size
+
+    def open(self, stream: StreamInfo) -> None:
+        super().open(stream)
+        self.fps = self.params.fps or stream.fps or 25.0
 
     def write(self, frame: Frame) -> None:
         image = frame.image
@@ -161,6 +168,10 @@ class ImagesSink(Sink):
         if problem:
             raise ValueError(problem)
         ctx.check_writable(params.path.format(index=0, pipeline=ctx.pipeline))
+
+    @classmethod
+    def outputs(cls, params: Params, ctx: Context) -> list[Output]:
+        return [Output.file(ctx.output_path(params.path))]  # the pattern: two sinks with one pattern collide
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)

@@ -53,10 +53,24 @@ import numpy as np
 import onnx
 from pydantic import field_validator, model_validator
 
-from streamcnn import Context, Field, Frame, Stage, StreamcnnError, hookimpl
-from streamcnn.models import check_model, find_local, lookup, offline, resolve, resolve_model
-from streamcnn.modelstage import DeviceParams
-from streamcnn.ops.image import (
+from streamcnn import (
+    Context,
+    DeviceParams,
+    Field,
+    Frame,
+    ModelSession,
+    Stage,
+    StreamcnnError,
+    check_model,
+    find_local,
+    get_session,
+    hookimpl,
+    lookup,
+    offline,
+    resolve_asset,
+    resolve_model,
+)
+from streamcnn.ops import (
     blend,
     centre_square,
     crop,
@@ -68,7 +82,6 @@ from streamcnn.ops.image import (
     resize_to,
     to_tensor,
 )
-from streamcnn.runtime import ModelSession, get_session
 
 MULTISTYLE = "style_multistyle26"
 ARBITRARY = "style_arbitrary"  # the pair below, as one `model:` name
@@ -278,7 +291,7 @@ def style_image_path(name: str, config_dir: Path | None, download: bool = True) 
         return path
     entry = lookup(name)
     if entry is not None and entry.kind == "media" and entry.url and not offline():
-        return resolve(name, config_dir) if download else None
+        return resolve_asset(name, config_dir) if download else None
     raise ValueError(
         f"style_image {name!r}: no such picture. Looked in: {', '.join(dict.fromkeys(looked))}. Give the path of "
         "an image file (relative paths are relative to the YAML file), e.g. style_image: starry_night.jpg"

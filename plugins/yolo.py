@@ -2,7 +2,7 @@
 
 One stage for several head families (``format``); the shared steps — letterbox, grids and
 decoding rules, IoU/NMS, model resolution, sessions — live in the core (`streamcnn.ops`,
-`streamcnn.models`, `streamcnn.runtime`). Per-model facts (input size, colour order, resize
+`streamcnn.registry`, `streamcnn.runtime`). Per-model facts (input size, colour order, resize
 mode, anchors, strides, whether activations are inside the graph) come from, in order: the
 YAML options, the model registry (``streamcnn/registry.yaml``, from MODELS.md), the model's
 Ultralytics metadata (``names``, ``stride``, ``imgsz``).
@@ -12,37 +12,48 @@ from __future__ import annotations
 
 import ast
 import logging
-import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import field_validator
 
-from streamcnn import Context, Detections, Field, Frame, Stage, hookimpl
-from streamcnn.config import suggest
-from streamcnn.errors import StreamcnnError
-from streamcnn.models import find_local, lookup
-from streamcnn.modelstage import ModelParams, ModelStage
-from streamcnn.ops import letterbox
-from streamcnn.ops.yolo import (
+from streamcnn import (
+    Context,
+    Detections,
+    Field,
+    Frame,
+    ModelParams,
+    ModelStage,
+    Stage,
+    StreamcnnError,
+    find_local,
+    format_shape,
+    hookimpl,
+    lookup,
+    suggest,
+)
+from streamcnn.ops import (
+    YOLO_FORMATS,
     Grid,
     decode_anchor_grid,
     decode_fastestv2,
     decode_v5,
     decode_v8,
     decode_yolox,
+    guess_formats,
+    head_fit,
+    letterbox,
     make_grid,
     select,
 )
-from streamcnn.runtime import format_shape
 
 log = logging.getLogger("streamcnn.yolo")
 
 Format = Literal["auto", "yolox", "v8", "v5", "v5-raw", "v3", "fastestv2"]
-FORMATS = ("yolox", "v8", "v5", "v5-raw", "v3", "fastestv2")
+FORMATS = YOLO_FORMATS
 
 
 def coco80() -> list[str]:
@@ -52,128 +63,10 @@ def coco80() -> list[str]:
 
 
 # -- head shapes -------------------------------------------------------------------------------
-# What each format's output looks like, so a wrong `format` or a non-YOLO model fails at start-up
-# with one clear message instead of on every frame. Dynamic dims (None or a name) fit any size.
+# `head_fit` / `guess_formats` (streamcnn.ops) check the outputs at start-up; a model of another
+# family gets a hint naming the stage for it.
 _FAMILY_STAGE = {"face_detect": "face_detect", "landmarks": "landmarks", "embedding": "face_recognize",
                  "style": "style"}
-
-
-def _cells(w: int, h: int, strides: list[int]) -> int:
-    """Grid cells over all levels for a ``w×h`` input."""
-    return sum(math.ceil(h / s) * math.ceil(w / s) for s in strides)
-
-
-def _eq(d: Any, v: int) -> bool:
-    return not isinstance(d, int) or d == v
-
-
-def _ge(d: Any, v: int) -> bool:
-    return not isinstance(d, int) or d >= v
-
-
-def _in(d: Any, values: set[int]) -> bool:
-    return not isinstance(d, int) or d in values
-
-
-def _row_counts(w: int, h: int, strides: list[int], per_cell: int = 1) -> set[int]:
-    """Row counts a decoded head may have: for the strides in use and the standard P5/P6 sets."""
-    return {per_cell * _cells(w, h, s) for s in (list(strides), [8, 16, 32], [8, 16, 32, 64])}
-
-
-def _rows_cols(shape: tuple) -> tuple[Any, Any] | None:
-    """(rows, cols) of a ``(1, rows, cols)`` or ``(rows, cols)`` output, else None."""
-    if len(shape) == 2 or (len(shape) == 3 and _eq(shape[0], 1)):
-        return shape[-2], shape[-1]
-    return None
-
-
-def head_fit(
-    fmt: str, shapes: list[tuple], w: int, h: int, strides: list[int], per_cell: int | None = None,
-) -> tuple[str | None, int | None]:
-    """Check the declared output shapes of a model against head format ``fmt`` at a ``w×h`` input.
-
-    Args:
-        shapes: the model's output shapes in output order (ints, or None/str for dynamic dims).
-        strides: the strides in use; per_cell: anchors per cell (None when not known).
-
-    Returns:
-        ``(None, C)`` when the shapes fit (C: the class count the shape implies, None when a
-        dynamic dim hides it), or ``(expected, None)`` describing what ``fmt`` needs.
-    """
-    s0 = shapes[0] if shapes else ()
-    rc = _rows_cols(s0)
-    cells = _cells(w, h, strides)
-
-    def classes(d: Any, extra: int) -> int | None:
-        return d - extra if isinstance(d, int) else None
-
-    if fmt == "yolox":
-        if rc and _eq(rc[0], cells) and _ge(rc[1], 6):
-            return None, classes(rc[1], 5)
-        return f"(1, {cells}, 5+C)", None
-    if fmt == "v8":
-        ok = len(s0) == 3 and _eq(s0[0], 1) and _ge(s0[1], 5) and _in(s0[2], _row_counts(w, h, strides))
-        if ok and not (isinstance(s0[1], int) and isinstance(s0[2], int) and s0[1] >= s0[2]):
-            return None, classes(s0[1], 4)
-        return f"(1, 4+C, {cells})", None
-    if fmt == "v5":
-        a = per_cell or 3
-        if rc and _in(rc[0], _row_counts(w, h, strides, a)) and _ge(rc[1], 6):
-            return None, classes(rc[1], 5)
-        return f"(1, {a * cells}, 5+C)", None
-    if fmt == "fastestv2":
-        a = per_cell or 3
-        if rc and _eq(rc[0], cells) and _ge(rc[1], 5 * a + 1):
-            return None, classes(rc[1], 5 * a)
-        return f"({cells}, 5·{a}+C)", None
-    if fmt in ("v5-raw", "v3"):
-        a = per_cell
-        levels = [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
-        expected = (f"(1, {a * cells if a else f'A·{cells}'}, 5+C), or one output per stride {list(strides)}: "
-                    + ", ".join(f"(1, {a or 'A'}·(5+C), {gh}, {gw})" for gh, gw in levels))
-        if len(shapes) == 1 and rc is not None:
-            rows_ok = _eq(rc[0], a * cells) if a else (not isinstance(rc[0], int) or rc[0] % cells == 0)
-            return (None, classes(rc[1], 5)) if rows_ok and _ge(rc[1], 6) else (expected, None)
-        if len(shapes) != len(strides):
-            return expected, None
-        ks: set[int] = set()
-        for shape, (gh, gw) in zip(shapes, levels):
-            if len(shape) == 4 and _eq(shape[0], 1) and _eq(shape[2], gh) and _eq(shape[3], gw):
-                ch = shape[1]
-                if isinstance(ch, int) and a:
-                    if ch % a or ch // a < 6:
-                        return expected, None
-                    ks.add(ch // a)
-                elif isinstance(ch, int) and ch < 6:
-                    return expected, None
-            elif len(shape) == 5 and _eq(shape[0], 1) and (not a or _eq(shape[1], a)) and _eq(shape[2], gh) \
-                    and _eq(shape[3], gw) and _ge(shape[4], 6):
-                if isinstance(shape[4], int):
-                    ks.add(shape[4])
-            else:
-                return expected, None
-        if len(ks) > 1:
-            return expected, None
-        return None, (ks.pop() - 5 if ks else None)
-    return f"one of the formats {', '.join(FORMATS)}", None
-
-
-def guess_formats(shapes: list[tuple], w: int, h: int) -> list[str]:
-    """Formats whose usual layout (standard strides, 3 anchors) the fully fixed ``shapes`` fit."""
-    if not shapes or not all(isinstance(d, int) for s in shapes for d in s):
-        return []
-    tries = [("v8", [8, 16, 32]), ("yolox", [8, 16, 32]), ("v5", [8, 16, 32]), ("fastestv2", [16, 32]),
-             ("v3", [8, 16, 32]), ("v3", [16, 32])]
-    found: list[str] = []
-    for fmt, strides in tries:
-        if head_fit(fmt, shapes, w, h, strides, 3)[0] is None:
-            if fmt == "v3":  # same layouts
-                found += [f for f in ("v3", "v5-raw") if f not in found]
-            elif fmt not in found:
-                found.append(fmt)
-    if "v5" in found and "v5-raw" not in found:  # the decoded and the raw concatenated export look alike
-        found.append("v5-raw")
-    return found
 
 
 def _or(items: list[str]) -> str:
@@ -333,7 +226,7 @@ class YoloStage(ModelStage):
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         self.session, reg = self.load_model()
-        meta = self.session.session.get_modelmeta().custom_metadata_map
+        meta = self.session.metadata
         spec = self.session.inputs[0]
         self.input_name = spec.name
         fixed_h, fixed_w = spec.shape[2], spec.shape[3]

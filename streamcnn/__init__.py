@@ -1,36 +1,74 @@
 """streamcnn: real-time video analytics with YAML pipelines of CNN plugins.
 
-Public API for plugin authors: `Frame`, `Detections`, `Stage`, `Source`, `Sink`, `Params`,
-`Field`, `Context`, `hookimpl`.
+The plugin API is exactly the names in ``__all__`` below plus the public submodules
+``streamcnn.ops`` (pre/post-processing) and ``streamcnn.facedb`` (the face embedding database).
+Built-in plugins import nothing else from streamcnn (a test checks it); third-party plugins may
+rely on these names across 0.x minor versions (a change is announced in the README first).
+Everything else (``streamcnn.config``, ``streamcnn.engine``, ``streamcnn.cli``, ...) is internal.
 """
 
 from ._ortcheck import check_onnxruntime
 
 check_onnxruntime()
 
-from .api import Context, Field, Params, Sink, Source, SourceParams, Stage, to_bgr3  # noqa: E402
+from . import facedb, ops  # noqa: E402
+from .api import (  # noqa: E402
+    Context,
+    Field,
+    Output,
+    Params,
+    PipelineInfo,
+    Sink,
+    Source,
+    SourceParams,
+    Stage,
+    StreamInfo,
+    to_bgr3,
+)
 from .detections import Detections  # noqa: E402
-from .errors import ConfigError, ModelInputError, SourceError, StageError, StreamcnnError  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    MediaNotFoundError,
+    ModelInputError,
+    ModelNotFoundError,
+    SourceError,
+    StageError,
+    StreamcnnError,
+)
 from .frame import Frame  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
+from .hookspecs import SourceEvent, hookimpl  # noqa: E402
+from .modelstage import DeviceParams, ModelParams, ModelStage  # noqa: E402
+from .redact import redact  # noqa: E402
+from .registry import (  # noqa: E402
+    RegistryEntry,
+    check_model,
+    find_local,
+    lookup,
+    offline,
+    resolve_asset,
+    resolve_model,
+    sha256_of,
+)
+from .runtime import ModelSession, TensorSpec, format_shape, get_session  # noqa: E402
+from .words import a_an, suggest  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError",
-    "Context",
-    "Detections",
-    "Field",
-    "Frame",
-    "ModelInputError",
-    "Params",
-    "Sink",
-    "Source",
-    "SourceError",
-    "SourceParams",
-    "Stage",
-    "StageError",
+    # pipeline objects
+    "Context", "Detections", "Frame", "Output", "PipelineInfo", "StreamInfo",
+    # base classes and their options
+    "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "Sink", "Source", "SourceParams", "Stage",
+    "SourceEvent", "hookimpl",
+    # ONNX Runtime sessions
+    "ModelSession", "TensorSpec", "format_shape", "get_session",
+    # models and media: registry names, paths, downloads
+    "RegistryEntry", "check_model", "find_local", "lookup", "offline", "resolve_asset", "resolve_model", "sha256_of",
+    # errors
+    "ConfigError", "MediaNotFoundError", "ModelInputError", "ModelNotFoundError", "SourceError", "StageError",
     "StreamcnnError",
-    "hookimpl",
-    "to_bgr3",
+    # helpers for messages and images
+    "a_an", "redact", "suggest", "to_bgr3",
+    # public submodules
+    "facedb", "ops",
 ]

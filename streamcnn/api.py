@@ -47,14 +47,14 @@ class Context:
         pipeline: the pipeline's name.
         config_dir: directory of the YAML file (relative paths in options resolve against it).
         log: logger named ``streamcnn.<pipeline>.<name>``.
-        fps: the source's frame rate in frames/s (sinks only; None when unknown).
+
+    The stream's frame rate and frame size reach a sink through `Sink.open` (`StreamInfo`).
     """
 
     name: str
     pipeline: str
     config_dir: Path = field(default_factory=Path.cwd)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("streamcnn"))
-    fps: float | None = None
 
     def resolve(self, path: str | Path) -> Path:
         """A path from YAML, made absolute against the YAML file's directory."""
@@ -82,12 +82,32 @@ class Context:
         return self.resolve(path.replace("{pipeline}", self.pipeline))
 
 
-class Stage:
-    """A processing step. Subclasses set ``Params`` and implement ``process``.
+@dataclass(frozen=True)
+class Output:
+    """Something a component writes that no other component may write too (checked at validate).
 
-    ``check`` runs at ``streamcnn validate`` time (no frames, e.g. check that a model file
-    exists) and may raise ``ValueError`` with a user-facing message.
+    Attributes:
+        kind: ``"file"`` (``target`` is an absolute path) or ``"port"`` (``target`` is ``"host:port"``).
+        target: the file path or the listening address.
     """
+
+    kind: Literal["file", "port"]
+    target: str
+
+    @classmethod
+    def file(cls, path: str | Path) -> Output:
+        """A file output; the path is made absolute (symlinks resolved) so two spellings compare equal."""
+        return cls("file", str(Path(path).resolve()))
+
+    @classmethod
+    def port(cls, host: str, port: int) -> Output:
+        """A listening TCP port (``port`` 0, "any free port", never collides and gives no output)."""
+        return cls("port", f"{host}:{port}")
+
+
+class _Component:
+    """What stages, sources and sinks share: a pydantic ``Params`` model, a `Context`, the
+    validate-time ``check``, the declared ``outputs`` and ``close``."""
 
     Params: ClassVar[type[Params]] = Params
 
@@ -97,7 +117,29 @@ class Stage:
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
-        """Validate what can be checked without running (default: nothing)."""
+        """Validate what can be checked without running (``streamcnn validate`` and ``run`` before
+        starting), e.g. that a model file exists; raise ``ValueError`` with a user-facing message.
+        Default: nothing."""
+
+    @classmethod
+    def outputs(cls, params: Params, ctx: Context) -> list[Output]:
+        """The files and ports this component writes or binds with these params, so that two
+        components writing the same file (or binding the same port) are a configuration error.
+        Default: none. File sinks return ``[Output.file(ctx.output_path(params.path))]``."""
+        return []
+
+    def close(self) -> None:
+        """Release resources and flush; called exactly once when the pipeline stops (also on
+        Ctrl-C/SIGTERM)."""
+
+
+class Stage(_Component):
+    """A processing step. Subclasses set ``Params`` and implement ``process``.
+
+    Built once per pipeline run, on the pipeline's thread, before the source starts (``validate``
+    builds and closes one too, so everything a stage checks in ``__init__`` — a model loads, its
+    output shapes fit — is reported at the stage's YAML line).
+    """
 
     @classmethod
     def check_chain(cls, params: Params, ctx: Context, before: list[tuple[str, type[Stage], Params]]) -> None:
@@ -108,9 +150,6 @@ class Stage:
     def process(self, frame: Frame) -> Frame:
         """Transform one frame (may change ``image``, ``detections``, ``meta``) and return it."""
         raise NotImplementedError(f"{type(self).__name__}.process is not implemented")
-
-    def close(self) -> None:
-        """Release resources; called once when the pipeline stops."""
 
 
 class SourceParams(Params):
@@ -138,30 +177,21 @@ class SourceParams(Params):
     reconnect: bool = True
 
 
-class Source:
+class Source(_Component):
     """A frame producer. Subclasses set ``Params`` (a ``SourceParams``), ``live`` and implement
     ``claims``, ``open``, ``read`` and ``close``. The engine handles threading, live policy,
-    stall detection and reconnection.
+    stall detection and reconnection. ``check`` must not open the stream.
     """
 
     Params: ClassVar[type[SourceParams]] = SourceParams
+    params: SourceParams
     live: ClassVar[bool] = False  # live sources default to policy "latest" and are reconnected
     priority: ClassVar[int] = 0  # when several types claim a uri the highest wins (catch-alls: < 0)
-
-    def __init__(self, params: SourceParams, ctx: Context) -> None:
-        self.params = params
-        self.ctx = ctx
 
     @classmethod
     def claims(cls, uri: str | int) -> bool:
         """True when this source type handles ``uri`` (used when ``type`` is not given)."""
         return False
-
-    @classmethod
-    def check(cls, params: SourceParams, ctx: Context) -> None:
-        """Validate what can be checked without opening the stream (``streamcnn validate`` and
-        ``run`` before starting), e.g. that a file exists; raise ``ValueError`` with a user-facing
-        message. Default: nothing."""
 
     @property
     def id(self) -> str:
@@ -187,25 +217,41 @@ class Source:
         """Release the stream; may be called from another thread and more than once."""
 
 
-class Sink:
-    """A frame consumer (file writer, display, ...). ``close`` must flush everything written."""
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a sink learns about the stream when its first frame arrives (`Sink.open`).
 
-    Params: ClassVar[type[Params]] = Params
+    Attributes:
+        fps: the source's nominal frame rate in frames/s, or None when unknown (e.g. a camera
+            that reports none).
+        width, height: the first processed frame's size in pixels (after the stages).
+    """
 
-    def __init__(self, params: Params, ctx: Context) -> None:
-        self.params = params
-        self.ctx = ctx
+    fps: float | None
+    width: int
+    height: int
 
-    @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
-        """Validate what can be checked without running (default: nothing)."""
+
+class Sink(_Component):
+    """A frame consumer (file writer, display, ...).
+
+    Life cycle, all on the pipeline's thread: ``__init__`` when the pipeline starts (before the
+    source's first frame), ``open(stream)`` once when the first processed frame arrives, then
+    ``write(frame)`` per frame in frame order, then ``close()`` exactly once (also on
+    Ctrl-C/SIGTERM), which must flush everything written. An exception from ``open``/``write`` is
+    reported with the sink's name and the frame index and handled by the pipeline's ``on_error``.
+    """
+
+    stream: StreamInfo | None = None
+
+    def open(self, stream: StreamInfo) -> None:
+        """Called once before the first ``write`` with the stream's fps and frame size; the
+        default stores it as ``self.stream``. Override to open a writer that needs them."""
+        self.stream = stream
 
     def write(self, frame: Frame) -> None:
         """Consume one processed frame (called from the pipeline's thread, in frame order)."""
         raise NotImplementedError(f"{type(self).__name__}.write is not implemented")
-
-    def close(self) -> None:
-        """Flush and close; called exactly once, also on Ctrl-C/SIGTERM."""
 
 
 def to_bgr3(image: np.ndarray) -> np.ndarray:
@@ -222,4 +268,35 @@ def to_bgr3(image: np.ndarray) -> np.ndarray:
     return image
 
 
-__all__ = ["Context", "Field", "Params", "Sink", "Source", "SourceParams", "Stage", "to_bgr3"]
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What a pipeline runs, as passed to the ``streamcnn_pipeline_started`` hook.
+
+    Attributes:
+        name: the pipeline's name (its key under ``pipelines:``).
+        source: the source id: its URI with any credentials removed (``rtsp://***@host/...``);
+            removed here again, whatever the source's ``id`` returned.
+        stages: the stage names as written in YAML, in order.
+        sinks: the sink names as written in YAML, in order.
+        fps: the source's nominal frame rate in frames/s, or None while not known (e.g. a live
+            source that is still connecting).
+    """
+
+    name: str
+    source: str
+    stages: tuple[str, ...] = ()
+    sinks: tuple[str, ...] = ()
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        from .redact import redact
+
+        object.__setattr__(self, "source", redact(str(self.source)))
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "sinks", tuple(self.sinks))
+
+
+__all__ = [
+    "Context", "Field", "Output", "Params", "PipelineInfo", "Sink", "Source", "SourceParams", "Stage", "StreamInfo",
+    "to_bgr3",
+]

@@ -25,9 +25,9 @@ import yaml
 from .config import load_config
 from .engine import Engine
 from .errors import StreamcnnError
-from .models import downloads_deferred
 from .pluginmanager import KINDS, PluginRef, load_plugins
 from .redact import redact
+from .registry import downloads_deferred
 from .yamlpos import read_yaml_file
 
 log = logging.getLogger("streamcnn")
@@ -158,7 +158,6 @@ def validate(file: str) -> None:
             config = load_config(file, check=True)
     except StreamcnnError as exc:
         _fail(exc)
-    config.close()
     for name, why in config.skipped.items():
         click.echo(f"{name}: left out (optional; {redact(why)})")
     for name, p in config.pipelines.items():
@@ -177,7 +176,9 @@ def validate(file: str) -> None:
 @click.option("-o", "--options", "show", metavar="NAME", default=None,
               help="Show the YAML options of one stage, source or sink type (with defaults), or 'all'.")
 def plugins_cmd(file: str | None, show: str | None) -> None:
-    """List every stage, source and sink type, where it came from and its status."""
+    """List every stage, source and sink type and every lifecycle hook implementation (kind
+    ``hook``: which plugin implements e.g. ``streamcnn_frame_done``), where it came from and its
+    status; plugins that failed to load are listed with the reason."""
     plugins = load_plugins()
     errors: list[str] = []
     if file:
@@ -199,6 +200,10 @@ def plugins_cmd(file: str | None, show: str | None) -> None:
     for kind in KINDS:
         for name, entry in sorted(plugins.types[kind].items()):
             rows.append((kind, name, entry.plugin.origin, "loaded"))
+    for rec, hooks in plugins.lifecycle_hooks():
+        # a plugin whose type hook failed stays registered: its lifecycle hooks are still called
+        status = "loaded" if rec.status == "loaded" else "called, but the plugin failed (see below)"
+        rows += [("hook", hook, rec.origin, status) for hook in hooks]
     for rec in plugins.failed():
         rows.append(("plugin", rec.name, rec.origin, f"failed: {rec.reason}"))
     widths = [max(len(r[i]) for r in rows + [("KIND", "NAME", "FROM", "STATUS")]) for i in range(3)]
@@ -216,7 +221,8 @@ def plugins_cmd(file: str | None, show: str | None) -> None:
 def _show_options(plugins, show: str) -> None:
     from pydantic_core import PydanticUndefined
 
-    from .config import describe_expected, suggest
+    from .config.messages import describe_expected
+    from .words import suggest
 
     entries = [e for kind in KINDS for e in plugins.types[kind].values() if show in ("all", e.name)]
     if not entries:
@@ -244,7 +250,7 @@ def _show_options(plugins, show: str) -> None:
 @main.command("models")
 def models_cmd() -> None:
     """List the model and sample-media registry: licence and whether each file is available locally."""
-    from .models import cache_dir, entries_with_status
+    from .registry import cache_dir, entries_with_status
 
     rows = [(e.name, e.kind, e.family, str(p) if p else "not downloaded", e.licence) for e, p in entries_with_status()]
     heads = ("NAME", "KIND", "FAMILY", "LOCAL FILE", "LICENCE")

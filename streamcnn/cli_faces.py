@@ -63,7 +63,7 @@ def _check_device(device: str) -> None:
 
 def _check_family(option: str, model: str, family: str, what: str) -> None:
     """Refuse a registry model of another family than ``family`` for ``option``."""
-    from .models import lookup, registry
+    from .registry import lookup, registry
 
     entry = lookup(model) or lookup(Path(model).name)
     if entry is not None and entry.family != family:
@@ -73,8 +73,8 @@ def _check_family(option: str, model: str, family: str, what: str) -> None:
 
 def _load_models(detector: str, model: str, device: str):
     """The face detector and embedder for enrolment, through the core's model resolution."""
-    from .models import resolve_model
     from .ops.faces import FaceDetector, detector_format
+    from .registry import resolve_model
     from .runtime import get_session
 
     _check_device(device)
@@ -184,7 +184,7 @@ def remove(database: Path, names: tuple[str, ...]) -> None:
         db = FaceDB.load(database, None, None)
         unknown = [n for n in names if n not in db.names]
         if unknown:
-            from .config import suggest
+            from .words import suggest
 
             hints = "".join(suggest(n, db.names) for n in unknown)
             people = ", ".join(db.names) or "none"

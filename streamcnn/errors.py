@@ -83,15 +83,16 @@ class MediaNotFoundError(SourceError, FileNotFoundError):
 
 
 class StageError(StreamcnnError):
-    """A stage raised while processing a frame; names the pipeline, stage and frame index."""
+    """A stage (or, with ``kind="sink"``, a sink) raised on a frame; names the pipeline, the
+    component's YAML name and the frame index."""
 
-    def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException) -> None:
-        self.pipeline, self.stage, self.index, self.cause = pipeline, stage, index, cause
+    def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException, kind: str = "stage") -> None:
+        self.pipeline, self.stage, self.index, self.cause, self.kind = pipeline, stage, index, cause, kind
         super().__init__(
-            f"pipeline '{pipeline}': stage '{stage}' failed on frame {index}: "
+            f"pipeline '{pipeline}': {kind} '{stage}' failed on frame {index}: "
             f"{type(cause).__name__}: {cause}"
             # a plugin bug gets its location; a StreamcnnError message is already written for users
-            + ("" if isinstance(cause, StreamcnnError) else where(cause, skip="streamcnn/engine.py"))
+            + ("" if isinstance(cause, StreamcnnError) else where(cause, skip="streamcnn/engine/"))
         )
 
 

@@ -100,7 +100,7 @@ class FaceEmbedder:
 
     Args:
         model: a `streamcnn.runtime.ModelSession` made through the core (``ModelStage.load_model``,
-            or `streamcnn.models.resolve_model` + `streamcnn.runtime.get_session`), or — for
+            or `streamcnn.registry.resolve_model` + `streamcnn.runtime.get_session`), or — for
             scripts — a registry name (``mobilefacenet_128d``) or path, resolved the same way.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (only when ``model`` is a name or path).
         config_dir: folder that a relative model path resolves against (idem).
@@ -112,10 +112,10 @@ class FaceEmbedder:
 
     def __init__(self, model=DEFAULT_EMBEDDING_MODEL, device: str = "auto",
                  config_dir: Path | None = None, stage: str = "face_recognize") -> None:
-        from .models import sha256_of
+        from .registry import sha256_of
 
         if isinstance(model, (str, Path)):
-            from .models import resolve_model
+            from .registry import resolve_model
             from .runtime import get_session
 
             path, _ = resolve_model(model, config_dir)

@@ -16,7 +16,7 @@ from pydantic import field_validator
 
 from ._ortcheck import installed_ort_distributions
 from .api import Context, Field, Params, Stage
-from .models import check_model, lookup, registry, resolve_model
+from .registry import check_model, lookup, registry, resolve_model
 from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 
 

@@ -3,6 +3,10 @@
 Plugins come from the ``streamcnn`` entry-point group (installed packages, built-ins too) and
 from the YAML ``plugins:`` list (``./file.py`` paths relative to the YAML file, or module
 names). A plugin that fails to import is recorded with the reason; the others still load.
+
+Hook calls: `call_hook` calls a lifecycle hook and reports an implementation that raises with the
+name of its plugin (`hook_failure` builds that message); ``STREAMCNN_TRACE_PLUGINS=1`` logs every
+hook call on ``streamcnn.plugins.trace`` (see `streamcnn.hookspecs`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import importlib.util
+import inspect
 import logging
+import os
+import reprlib
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,8 +30,12 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, where
+from .redact import redact
 
 log = logging.getLogger("streamcnn.plugins")
+trace_log = logging.getLogger("streamcnn.plugins.trace")
+
+TRACE_ENV = "STREAMCNN_TRACE_PLUGINS"  # "1": log every hook call on trace_log (INFO)
 
 KINDS = ("stage", "source", "sink")
 
@@ -167,18 +180,19 @@ class Plugins:
         self._collect(obj, rec)
 
     def _collect(self, obj: Any, rec: PluginRecord) -> None:
+        others = [p for p in self.pm.get_plugins() if p is not obj]
         for kind in KINDS:
             hook = getattr(self.pm.hook, f"streamcnn_{kind}_types")
-            for impl in hook.get_hookimpls():
-                if impl.plugin is not obj:
-                    continue
-                try:
-                    table = impl.function() or {}
-                except Exception as exc:  # noqa: BLE001
-                    rec.status, rec.reason = "failed", _describe(exc, f"streamcnn_{kind}_types()")
-                    return
+            if not any(impl.plugin is obj for impl in hook.get_hookimpls()):
+                continue
+            try:  # through pluggy (only this plugin's implementation), so hook tracing sees it
+                tables = self.pm.subset_hook_caller(hook.name, others)()
+            except Exception as exc:  # noqa: BLE001
+                rec.status, rec.reason = "failed", _describe(exc, f"streamcnn_{kind}_types()")
+                return
+            for table in tables:
                 base = _BASES[kind]()
-                for name, cls in table.items():
+                for name, cls in (table or {}).items():
                     if not (isinstance(cls, type) and issubclass(cls, base)):
                         rec.status = "failed"
                         rec.reason = (f"streamcnn_{kind}_types() registers {name!r} as {cls!r}, which is not a "
@@ -206,6 +220,28 @@ class Plugins:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.types[kind])
+
+    def lifecycle_hooks(self) -> list[tuple[PluginRecord, list[str]]]:
+        """Each registered plugin that implements lifecycle hooks, with those hook names (in the
+        order of `hookspecs.LIFECYCLE_HOOKS`), in load order."""
+        out: list[tuple[PluginRecord, list[str]]] = []
+        seen: set[str] = set()
+        for rec in self.records:
+            if rec.name in seen or self.pm.get_plugin(rec.name) is None:
+                continue  # not registered (failed), or a later record of the same name
+            seen.add(rec.name)
+            hooks = [h for h in hookspecs.LIFECYCLE_HOOKS
+                     if any(i.plugin_name == rec.name for i in getattr(self.pm.hook, h).get_hookimpls())]
+            if hooks:
+                out.append((rec, hooks))
+        return out
+
+    def trace_calls(self) -> Callable[[], None]:
+        """Log every hook call from now on at INFO on ``streamcnn.plugins.trace`` (what
+        ``STREAMCNN_TRACE_PLUGINS=1`` turns on): one line per call with the hook, its arguments in
+        short (a `Frame` as its index, an array as its shape), the thread and the plugins called, in
+        call order. Returns the function that turns it off again."""
+        return self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
 
 
 def _stage_base():
@@ -238,6 +274,108 @@ def _describe(exc: BaseException, what: str) -> str:
     return f"{type(exc).__name__}: {exc}{where(exc)} (while {what})"
 
 
+def _culprits(caller: Any, exc: BaseException) -> tuple[list[str], bool]:
+    """The plugins whose implementation of ``caller``'s hook raised ``exc``, and whether that was
+    found (from the traceback: the outermost frame running an implementation's code); when it was
+    not (e.g. pluggy itself raised), every implementing plugin, in call order."""
+    impls = caller.get_hookimpls()
+    codes: dict[Any, list[str]] = {}
+    for impl in impls:
+        try:
+            functions = {impl.function, inspect.unwrap(impl.function)}
+        except ValueError:  # a __wrapped__ cycle
+            functions = {impl.function}
+        for fn in functions:
+            code = getattr(fn, "__code__", None)
+            if code is not None and impl.plugin_name not in codes.setdefault(code, []):
+                codes[code].append(impl.plugin_name)
+    tb = exc.__traceback__
+    while tb is not None:
+        names = codes.get(tb.tb_frame.f_code)
+        if names:
+            return names, True
+        tb = tb.tb_next
+    return [impl.plugin_name for impl in reversed(impls)], False
+
+
+def hook_failure(caller: Any, exc: BaseException, when: str = "") -> str:
+    """The message for a hook call that raised, naming the plugin whose implementation raised.
+
+    Args:
+        caller: the pluggy hook caller that was called, e.g. ``pm.hook.streamcnn_frame_done``.
+        exc: what the call raised.
+        when: inserted after ``raised``, e.g. ``" on frame 12"``.
+
+    Returns:
+        e.g. ``hook streamcnn_frame_done of plugin 'myplug' raised on frame 12: ValueError: bad at
+        /path/myplug.py:7`` (credentials removed); when the implementation cannot be told from the
+        traceback, ``of one of the plugins 'a', 'b'``.
+    """
+    names, found = _culprits(caller, exc)
+    quoted = ", ".join(repr(n) for n in names)
+    if found and len(names) == 1:
+        who = f"of plugin {quoted}"
+    elif names:
+        who = f"of one of the plugins {quoted}"
+    else:
+        who = "(no plugin)"
+    return redact(f"hook {caller.name} {who} raised{when}: {type(exc).__name__}: {exc}{where(exc)}")
+
+
+def call_hook(caller: Any, logger: logging.Logger, context: str = "", /, **kwargs: Any) -> str | None:
+    """Call a lifecycle hook; an implementation that raises is logged, never raised.
+
+    The hook is called as usual (``caller(**kwargs)``, so hook tracing sees it). When an
+    implementation raises an ``Exception``, the `hook_failure` message, prefixed by ``context``
+    (e.g. ``"pipeline 'lobby'"``) and ``": "``, is logged at ERROR on ``logger`` (the traceback at
+    DEBUG) and returned.
+
+    Returns:
+        None when the call returned, else the message logged.
+    """
+    try:
+        caller(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a plugin's lifecycle hook must not stop the caller
+        msg = (f"{context}: " if context else "") + hook_failure(caller, exc)
+        logger.error("%s", msg)
+        logger.debug("traceback", exc_info=exc)
+        return msg
+    return None
+
+
+class _TraceRepr(reprlib.Repr):
+    """Short argument summaries for trace lines: no pixel arrays, a Frame as its index."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 160
+        self.maxdict = self.maxlist = self.maxtuple = 12
+        self.maxlevel = 3
+
+    def repr_Frame(self, obj: Any, level: int) -> str:  # noqa: N802 - reprlib's naming scheme
+        return f"Frame(index={obj.index})"
+
+    def repr_ndarray(self, obj: Any, level: int) -> str:
+        return f"array(shape={tuple(obj.shape)}, dtype={obj.dtype})"
+
+
+_trace_repr = _TraceRepr()
+
+
+def _trace_before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    args = ", ".join(f"{k}={_trace_repr.repr(v)}" for k, v in kwargs.items())
+    plugins = ", ".join(repr(impl.plugin_name) for impl in reversed(hook_impls)) or "(no plugin implements it)"
+    trace_log.info("%s", redact(f"{hook_name}({args}) on thread {threading.current_thread().name} -> {plugins}"))
+
+
+def _trace_after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    pass  # one line per call (in _trace_before, so a call that hangs is seen too)
+
+
+def _trace_enabled() -> bool:
+    return os.environ.get(TRACE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def _import_file(path: Path) -> ModuleType:
     # like pytest's conftest.py: the plugin's folder is importable, so it can import its helpers
     folder = str(path.parent)
@@ -263,6 +401,8 @@ def load_plugins(refs: list[PluginRef] | tuple[()] = ()) -> Plugins:
         PluginError: a YAML-named plugin is missing or broken (entry-point failures are only recorded).
     """
     plugins = Plugins()
+    if _trace_enabled():
+        plugins.trace_calls()
     plugins.load_entry_points()
     for ref in refs:
         plugins.load_ref(ref)

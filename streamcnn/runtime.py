@@ -151,6 +151,8 @@ class ModelSession:
             ``<in-memory model sha256:…>``).
         inputs: declared inputs as `TensorSpec` (name, shape, dtype) tuples.
         outputs: declared outputs as `TensorSpec` tuples.
+        metadata: the model's custom metadata map (``{key: value}`` strings from the ONNX file's
+            ``metadata_props``, e.g. Ultralytics' ``names``, ``imgsz``); ``{}`` when it has none.
     """
 
     def __init__(self, session: ort.InferenceSession, name: str, path: Path | None = None) -> None:
@@ -165,6 +167,7 @@ class ModelSession:
         self.name = name
         self.inputs = [self._spec(a) for a in session.get_inputs()]
         self.outputs = [self._spec(a) for a in session.get_outputs()]
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map or {})
         self._output_names = {o.name for o in self.outputs}
         # Precomputed per-input checks: (name, rank, ((axis, size), ...) for fixed dims, dtype, spec).
         self._checks = [

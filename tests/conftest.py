@@ -66,7 +66,7 @@ def wait_until(pred, timeout: float = 10.0, poll: float = 0.01) -> bool:
 
 def take_frames(reader, n: int, timeout: float = 10.0) -> list:
     """``n`` frames from a `SourceReader` (fails the test when they do not come within ``timeout`` s)."""
-    from streamcnn.io.buffer import BufferEmpty
+    from streamcnn.engine.buffer import BufferEmpty
 
     frames = []
     deadline = time.monotonic() + timeout

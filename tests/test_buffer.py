@@ -9,8 +9,8 @@ from collections import deque
 import numpy as np
 import pytest
 
+from streamcnn.engine.buffer import BufferClosed, BufferEmpty, BufferFull, FrameBuffer
 from streamcnn.frame import Frame
-from streamcnn.io.buffer import BufferClosed, BufferEmpty, BufferFull, FrameBuffer
 
 PERIOD_MS, OFFSET_MS, N = 40, 20, 100  # frame i arrives at 40*i + 20 ms
 

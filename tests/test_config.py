@@ -261,7 +261,7 @@ def test_plugins_options_lists_every_option_with_defaults():
 
 
 def test_case_insensitive_suggestions():
-    from streamcnn.config import suggest
+    from streamcnn import suggest
 
     assert suggest("L2", ["cosine", "l2"]) == " — did you mean 'l2'?"
     assert suggest("Sobel", ["sobel", "scharr"]) == " — did you mean 'sobel'?"

@@ -482,7 +482,7 @@ def test_validate_rejects_chains_and_models_that_cannot_work(tmp_path, stages, l
 
 
 def test_detector_and_embedder_take_a_core_session(tmp_path, yunet, embedder):
-    from streamcnn.models import resolve_model
+    from streamcnn.registry import resolve_model
     from streamcnn.runtime import get_session
 
     path, reg = resolve_model("yunet_n_dynamic")

@@ -9,9 +9,9 @@ from functools import partial
 
 import pytest
 
-from streamcnn import models
+from streamcnn import registry as models
 from streamcnn.errors import ModelNotFoundError
-from streamcnn.models import RegistryEntry, resolve
+from streamcnn.registry import RegistryEntry, resolve_asset
 
 from .conftest import run_cli
 
@@ -49,22 +49,22 @@ def test_resolution_order(fake_registry, monkeypatch):
     tmp = fake_registry
     (tmp / "cache").mkdir()
     (tmp / "cache" / "toy_model.onnx").write_bytes(PAYLOAD)
-    assert resolve("toy_model") == tmp / "cache" / "toy_model.onnx"
+    assert resolve_asset("toy_model") == tmp / "cache" / "toy_model.onnx"
     (tmp / "assets" / "models" / "toy_model.onnx").write_bytes(PAYLOAD)
-    assert resolve("toy_model") == tmp / "assets" / "models" / "toy_model.onnx"
-    assert resolve("toy_model.onnx") == tmp / "assets" / "models" / "toy_model.onnx"
+    assert resolve_asset("toy_model") == tmp / "assets" / "models" / "toy_model.onnx"
+    assert resolve_asset("toy_model.onnx") == tmp / "assets" / "models" / "toy_model.onnx"
     (tmp / "assets" / "toy_model.onnx").write_bytes(PAYLOAD)
-    assert resolve("toy_model") == tmp / "assets" / "toy_model.onnx"  # flat before models/
+    assert resolve_asset("toy_model") == tmp / "assets" / "toy_model.onnx"  # flat before models/
     local = tmp / "mine.onnx"
     local.write_bytes(b"x")
-    assert resolve("mine.onnx", config_dir=tmp) == local  # an explicit path first
+    assert resolve_asset("mine.onnx", config_dir=tmp) == local  # an explicit path first
     assert models.resolve_model("toy_model")[1] == {"format": "v8"}
 
 
 def test_a_path_with_a_folder_is_never_replaced_by_a_registry_file(fake_registry):
     (fake_registry / "assets" / "toy_model.onnx").write_bytes(PAYLOAD)
     with pytest.raises(ModelNotFoundError) as info:
-        resolve("mymodels/toy_model.onnx", config_dir=fake_registry)
+        resolve_asset("mymodels/toy_model.onnx", config_dir=fake_registry)
     assert str(info.value) == (
         f"model 'mymodels/toy_model.onnx' not found. Looked in: {fake_registry / 'mymodels/toy_model.onnx'}, "
         f"{models.Path.cwd() / 'mymodels/toy_model.onnx'}. To get it: check the path (relative paths are "
@@ -74,13 +74,13 @@ def test_a_path_with_a_folder_is_never_replaced_by_a_registry_file(fake_registry
 def test_wrong_sha256_in_an_asset_folder_is_refused(fake_registry):
     (fake_registry / "assets" / "models" / "toy_model.onnx").write_bytes(PAYLOAD[:100])
     with pytest.raises(ModelNotFoundError, match="is not the registry's toy_model.onnx: sha256 "):
-        resolve("toy_model")
+        resolve_asset("toy_model")
 
 
 def test_offline_error_names_model_places_and_how(fake_registry, monkeypatch):
     monkeypatch.setenv("STREAMCNN_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as info:
-        resolve("toy_model")
+        resolve_asset("toy_model")
     msg = str(info.value)
     assert msg.startswith("model 'toy_model' not found (downloads are off: STREAMCNN_OFFLINE is set). Looked in: ")
     assert str(fake_registry / "assets" / "models" / "toy_model.onnx") in msg
@@ -91,10 +91,10 @@ def test_offline_error_names_model_places_and_how(fake_registry, monkeypatch):
 
 def test_download_into_the_cache_with_sha256_check(fake_registry, monkeypatch):
     monkeypatch.setenv("STREAMCNN_OFFLINE", "0")
-    path = resolve("toy_model")
+    path = resolve_asset("toy_model")
     assert path == fake_registry / "cache" / "toy_model.onnx" and path.read_bytes() == PAYLOAD
     with pytest.raises(ModelNotFoundError, match="download of 'toy_bad' from .* refused: "):
-        resolve("toy_bad")
+        resolve_asset("toy_bad")
     assert not (fake_registry / "cache" / "toy_bad.onnx").exists()
 
 
@@ -125,16 +125,16 @@ def test_registry_entries_match_the_shared_files(assets):
 def test_validate_defers_downloads_and_run_fetches(fake_registry, monkeypatch, tmp_path):
     """`validate` never downloads: a downloadable model is fine there, and nothing is fetched."""
     from streamcnn.config import load_config
-    from streamcnn.models import DownloadDeferred, downloads_deferred
+    from streamcnn.registry import DownloadDeferred, downloads_deferred
 
     monkeypatch.setenv("STREAMCNN_OFFLINE", "0")
     with downloads_deferred(), pytest.raises(DownloadDeferred, match="not downloaded yet"):
-        resolve("toy_model")
+        resolve_asset("toy_model")
     assert not (fake_registry / "cache" / "toy_model.onnx").exists()
     cfg = tmp_path / "p.yaml"
     cfg.write_text("pipelines:\n  a:\n    source: pattern\n    stages: [{yolo: {model: toy_model}}]\n")
     with downloads_deferred():
         config = load_config(cfg, check=True)
-    assert config.pipelines["a"].stages[0].instance is None  # built when the pipeline starts
+    assert config.pipelines["a"].stages[0].type_name == "yolo"  # validated; its model is fetched when it starts
     assert not (fake_registry / "cache" / "toy_model.onnx").exists()
-    assert resolve("toy_model").read_bytes() == PAYLOAD  # outside validate: downloaded
+    assert resolve_asset("toy_model").read_bytes() == PAYLOAD  # outside validate: downloaded

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from streamcnn import Context, Source, SourceError, SourceParams
-from streamcnn.io.buffer import BufferClosed
-from streamcnn.io.reader import SourceReader, backoff_delays
+from streamcnn.engine.buffer import BufferClosed
+from streamcnn.engine.reader import SourceReader, backoff_delays
 from streamcnn_plugins.sources import PatternSource
 
 from .conftest import take_frames, wait_until

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamcnn import Context
-from streamcnn.io.reader import SourceReader
+from streamcnn.engine.reader import SourceReader
 from streamcnn_plugins.sources import NetworkStreamSource
 
 from .conftest import take_frames, wait_until
@@ -192,8 +192,8 @@ def test_stop_of_a_live_stream_is_quiet_and_releases_the_capture(server, caplog)
 EXIT_SCRIPT = """
 import sys, time
 from streamcnn import Context
-from streamcnn.io.buffer import BufferEmpty
-from streamcnn.io.reader import SourceReader
+from streamcnn.engine.buffer import BufferEmpty
+from streamcnn.engine.reader import SourceReader
 from streamcnn_plugins.sources import NetworkStreamSource
 
 params = NetworkStreamSource.Params(uri=sys.argv[1], stall_timeout=2.0, open_timeout=3.0, read_timeout=0.5)

@@ -278,8 +278,8 @@ def test_image_folder_via_file_uri_and_meta_file(tmp_path):
     assert src.read() is None
     assert [item[2]["file"] for item in items] == [str(folder / "a.jpg"), str(folder / "b.png")]
     # through the reader: frame.meta["file"] is the image's path (str)
-    from streamcnn.io.buffer import BufferClosed
-    from streamcnn.io.reader import SourceReader
+    from streamcnn.engine.buffer import BufferClosed
+    from streamcnn.engine.reader import SourceReader
 
     reader = SourceReader(ImageFolderSource(src.params, src.ctx), "all", 4, "p").start()
     frames = []
@@ -389,17 +389,17 @@ def test_param_errors_read_well(tmp_path):
 
 
 def test_pattern_realtime_paces_frames_at_fps(monkeypatch):
-    import streamcnn_plugins.sources as sources
+    from streamcnn_plugins.sources import pattern
 
     clock = {"t": 100.0}
     slept: list[float] = []
-    monkeypatch.setattr(sources.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(pattern.time, "monotonic", lambda: clock["t"])
 
     def fake_sleep(s):
         slept.append(round(s, 6))
         clock["t"] += s
 
-    monkeypatch.setattr(sources.time, "sleep", fake_sleep)
+    monkeypatch.setattr(pattern.time, "sleep", fake_sleep)
     src = PatternSource(PatternSource.Params(uri="pattern", size="32x24", fps=20, frames=4, realtime=True),
                         ctx(Path(".")))
     pts = [p for _, p in read_all(src)]

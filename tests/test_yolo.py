@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from streamcnn import Context, Frame
 from streamcnn.config import load_config
 from streamcnn.errors import ConfigError, StreamcnnError
-from streamcnn.models import ModelNotFoundError
 from streamcnn.ops import letterbox_info
 from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_anchor_grid, make_grid, select
+from streamcnn.registry import ModelNotFoundError
 from streamcnn_plugins.yolo import YoloStage
 
 from .conftest import media, run_cli

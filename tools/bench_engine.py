@@ -22,7 +22,7 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import guarded, report, run_engine  # noqa: E402
 
-from streamcnn.models import resolve  # noqa: E402
+from streamcnn.registry import resolve_asset  # noqa: E402
 from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--video", default="vtest.avi", help="video path or registry name (default vtest.avi)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    video = resolve(args.video)
+    video = resolve_asset(args.video)
     bare, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):

@@ -26,16 +26,16 @@ from _bench import guarded, median_ms, report, run_engine  # noqa: E402
 
 from streamcnn import Context, Frame  # noqa: E402
 from streamcnn.facedb import FaceDB, FaceEmbedder  # noqa: E402
-from streamcnn.models import resolve  # noqa: E402
 from streamcnn.ops.align import arcface_align  # noqa: E402
 from streamcnn.ops.faces import FaceDetector  # noqa: E402
+from streamcnn.registry import resolve_asset  # noqa: E402
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage  # noqa: E402
 
 
 def make_db(path: Path, det: FaceDetector, emb: FaceEmbedder) -> None:
     db = FaceDB(model_sha256=emb.sha256, model_name=emb.path.name)
     for name in ("obama", "biden"):
-        img = cv2.imread(str(resolve(f"{name}.jpg")))
+        img = cv2.imread(str(resolve_asset(f"{name}.jpg")))
         r = det.detect(img)
         db.set_person(name, emb.embed(img, r.kps[:1]))
     db.save(path)
@@ -46,7 +46,7 @@ def per_face(det: FaceDetector, emb: FaceEmbedder, lm: LandmarksStage, iters: in
     print(f"  {'photo':<22}{'faces':>6}{'detect':>9}{'det/face':>10}{'align/face':>12}{'embed/face':>12}"
           f"{'pfld68/face':>13}{'total/face':>12}")
     for name in ("obama.jpg", "obama_and_biden.jpg", "zidane.jpg"):
-        img = cv2.imread(str(resolve(name)))
+        img = cv2.imread(str(resolve_asset(name)))
         r = det.detect(img)
         n = len(r)
         faces, _ = arcface_align(img, r.kps)
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=30)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    video = resolve("Megamind.avi")
+    video = resolve_asset("Megamind.avi")
     det = FaceDetector("yunet_n_dynamic")
     emb = FaceEmbedder("mobilefacenet_128d")
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,7 @@ from streamcnn import hookimpl
 from streamcnn.api import Context
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
-from streamcnn.models import resolve
+from streamcnn.registry import resolve_asset
 from streamcnn_plugins.sources import PatternSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,18 +60,19 @@ class Bare:
     def __init__(self, kind: str, size: int) -> None:
         self.kind, self.size = kind, size
         if kind == "multistyle":
-            self.sess = ort.InferenceSession(str(resolve("style_multistyle26")), providers=["CPUExecutionProvider"])
+            path = str(resolve_asset("style_multistyle26"))
+            self.sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             self.extra = {"style_weights": np.eye(26, dtype=np.float32)[19]}
             self.box = None
             return
-        pred = ort.InferenceSession(str(resolve("style_arbitrary_predict")), providers=["CPUExecutionProvider"])
-        style = cv2.imread(str(resolve("starry_night.jpg")))
+        pred = ort.InferenceSession(str(resolve_asset("style_arbitrary_predict")), providers=["CPUExecutionProvider"])
+        style = cv2.imread(str(resolve_asset("starry_night.jpg")))
         h, w = style.shape[:2]
         s = min(h, w)
         sq = style[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
         x = cv2.resize(sq, (256, 256), interpolation=cv2.INTER_AREA)[:, :, ::-1].astype(np.float32) / 255
         vec = pred.run(None, {"style_image": x[None]})[0]
-        path = str(resolve("style_arbitrary_transform"))
+        path = str(resolve_asset("style_arbitrary_transform"))
         if size == 384:  # the model's declared input: fit the frame into 384×384, reflect-pad the rest
             model: str | bytes = path
             self.box = 384

@@ -25,9 +25,9 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import guarded, median_ms, report, run_engine  # noqa: E402
 
-from streamcnn.models import resolve  # noqa: E402
 from streamcnn.ops import letterbox, letterbox_info  # noqa: E402
 from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_yolox, make_grid, select  # noqa: E402
+from streamcnn.registry import resolve_asset  # noqa: E402
 
 
 def postprocess_bench(raw: np.ndarray, size: int, frame_wh: tuple[int, int], iters: int) -> None:
@@ -97,8 +97,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--iters", type=int, default=300)
     args = ap.parse_args()
-    model = resolve("yolox_nano_coco_416")
-    video = resolve("vtest.avi")
+    model = resolve_asset("yolox_nano_coco_416")
+    video = resolve_asset("vtest.avi")
 
     print("1. decode + NMS")
     cap = cv2.VideoCapture(str(video))

@@ -278,7 +278,7 @@ class FaceDetector:
 
     Args:
         model: a `streamcnn.runtime.ModelSession` made through the core (``ModelStage.load_model``,
-            or `streamcnn.models.resolve_model` + `streamcnn.runtime.get_session`), or — for
+            or `streamcnn.registry.resolve_model` + `streamcnn.runtime.get_session`), or — for
             scripts — a registry name (``yunet_n_dynamic``, ``yunet_n_320_320``,
             ``scrfd_2.5g_bnkps``, ``ultraface_rfb320``, ``ultraface_rfb320_raw``) or ``.onnx`` path,
             resolved the same way.
@@ -302,7 +302,7 @@ class FaceDetector:
                  config_dir: Path | None = None, stage: str = "face_detect", max_det: int | None = 100,
                  score_mode: Literal["product", "sqrt"] = "product", registry_params: dict | None = None) -> None:
         if isinstance(model, (str, Path)):
-            from ..models import resolve_model
+            from ..registry import resolve_model
             from ..runtime import get_session
 
             path, registry_params = resolve_model(model, config_dir)

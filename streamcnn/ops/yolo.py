@@ -20,7 +20,9 @@ for anchor rules σ(t) is replaced by the value itself).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -223,3 +225,134 @@ def select(
     xyxy, score, class_id = xyxy[area_ok], score[area_ok], class_id[area_ok]
     idx = nms(xyxy, score, iou, class_id, agnostic=agnostic, max_det=max_det)
     return xyxy[idx], score[idx], class_id[idx]
+
+
+# -- head shapes -------------------------------------------------------------------------------
+# What each format's output looks like, so a wrong `format` or a non-YOLO model fails at start-up
+# with one clear message instead of on every frame. Dynamic dims (None or a name) fit any size.
+#: The head formats the decoders above know, in the order error messages list them.
+YOLO_FORMATS: tuple[str, ...] = ("yolox", "v8", "v5", "v5-raw", "v3", "fastestv2")
+
+
+def _cells(w: int, h: int, strides: list[int]) -> int:
+    """Grid cells over all levels for a ``w×h`` input."""
+    return sum(math.ceil(h / s) * math.ceil(w / s) for s in strides)
+
+
+def _eq(d: Any, v: int) -> bool:
+    return not isinstance(d, int) or d == v
+
+
+def _ge(d: Any, v: int) -> bool:
+    return not isinstance(d, int) or d >= v
+
+
+def _in(d: Any, values: set[int]) -> bool:
+    return not isinstance(d, int) or d in values
+
+
+def _row_counts(w: int, h: int, strides: list[int], per_cell: int = 1) -> set[int]:
+    """Row counts a decoded head may have: for the strides in use and the standard P5/P6 sets."""
+    return {per_cell * _cells(w, h, s) for s in (list(strides), [8, 16, 32], [8, 16, 32, 64])}
+
+
+def _rows_cols(shape: tuple) -> tuple[Any, Any] | None:
+    """(rows, cols) of a ``(1, rows, cols)`` or ``(rows, cols)`` output, else None."""
+    if len(shape) == 2 or (len(shape) == 3 and _eq(shape[0], 1)):
+        return shape[-2], shape[-1]
+    return None
+
+
+def head_fit(
+    fmt: str, shapes: list[tuple], w: int, h: int, strides: list[int], per_cell: int | None = None,
+) -> tuple[str | None, int | None]:
+    """Check the declared output shapes of a model against head format ``fmt`` at a ``w×h`` input.
+
+    Args:
+        shapes: the model's output shapes in output order (ints, or None/str for dynamic dims).
+        strides: the strides in use; per_cell: anchors per cell (None when not known).
+
+    Returns:
+        ``(None, C)`` when the shapes fit (C: the class count the shape implies, None when a
+        dynamic dim hides it), or ``(expected, None)`` describing what ``fmt`` needs.
+    """
+    s0 = shapes[0] if shapes else ()
+    rc = _rows_cols(s0)
+    cells = _cells(w, h, strides)
+
+    def classes(d: Any, extra: int) -> int | None:
+        return d - extra if isinstance(d, int) else None
+
+    if fmt == "yolox":
+        if rc and _eq(rc[0], cells) and _ge(rc[1], 6):
+            return None, classes(rc[1], 5)
+        return f"(1, {cells}, 5+C)", None
+    if fmt == "v8":
+        ok = len(s0) == 3 and _eq(s0[0], 1) and _ge(s0[1], 5) and _in(s0[2], _row_counts(w, h, strides))
+        if ok and not (isinstance(s0[1], int) and isinstance(s0[2], int) and s0[1] >= s0[2]):
+            return None, classes(s0[1], 4)
+        return f"(1, 4+C, {cells})", None
+    if fmt == "v5":
+        a = per_cell or 3
+        if rc and _in(rc[0], _row_counts(w, h, strides, a)) and _ge(rc[1], 6):
+            return None, classes(rc[1], 5)
+        return f"(1, {a * cells}, 5+C)", None
+    if fmt == "fastestv2":
+        a = per_cell or 3
+        if rc and _eq(rc[0], cells) and _ge(rc[1], 5 * a + 1):
+            return None, classes(rc[1], 5 * a)
+        return f"({cells}, 5·{a}+C)", None
+    if fmt in ("v5-raw", "v3"):
+        a = per_cell
+        levels = [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
+        expected = (f"(1, {a * cells if a else f'A·{cells}'}, 5+C), or one output per stride {list(strides)}: "
+                    + ", ".join(f"(1, {a or 'A'}·(5+C), {gh}, {gw})" for gh, gw in levels))
+        if len(shapes) == 1 and rc is not None:
+            rows_ok = _eq(rc[0], a * cells) if a else (not isinstance(rc[0], int) or rc[0] % cells == 0)
+            return (None, classes(rc[1], 5)) if rows_ok and _ge(rc[1], 6) else (expected, None)
+        if len(shapes) != len(strides):
+            return expected, None
+        ks: set[int] = set()
+        for shape, (gh, gw) in zip(shapes, levels):
+            if len(shape) == 4 and _eq(shape[0], 1) and _eq(shape[2], gh) and _eq(shape[3], gw):
+                ch = shape[1]
+                if isinstance(ch, int) and a:
+                    if ch % a or ch // a < 6:
+                        return expected, None
+                    ks.add(ch // a)
+                elif isinstance(ch, int) and ch < 6:
+                    return expected, None
+            elif len(shape) == 5 and _eq(shape[0], 1) and (not a or _eq(shape[1], a)) and _eq(shape[2], gh) \
+                    and _eq(shape[3], gw) and _ge(shape[4], 6):
+                if isinstance(shape[4], int):
+                    ks.add(shape[4])
+            else:
+                return expected, None
+        if len(ks) > 1:
+            return expected, None
+        return None, (ks.pop() - 5 if ks else None)
+    return f"one of the formats {', '.join(YOLO_FORMATS)}", None
+
+
+def guess_formats(shapes: list[tuple], w: int, h: int) -> list[str]:
+    """Formats whose usual layout (standard strides, 3 anchors) the fully fixed ``shapes`` fit."""
+    if not shapes or not all(isinstance(d, int) for s in shapes for d in s):
+        return []
+    tries = [("v8", [8, 16, 32]), ("yolox", [8, 16, 32]), ("v5", [8, 16, 32]), ("fastestv2", [16, 32]),
+             ("v3", [8, 16, 32]), ("v3", [16, 32])]
+    found: list[str] = []
+    for fmt, strides in tries:
+        if head_fit(fmt, shapes, w, h, strides, 3)[0] is None:
+            if fmt == "v3":  # same layouts
+                found += [f for f in ("v3", "v5-raw") if f not in found]
+            elif fmt not in found:
+                found.append(fmt)
+    if "v5" in found and "v5-raw" not in found:  # the decoded and the raw concatenated export look alike
+        found.append("v5-raw")
+    return found
+
+
+__all__ = [
+    "YOLO_FORMATS", "Grid", "cxcywh_to_xyxy", "decode_anchor_grid", "decode_fastestv2", "decode_v5", "decode_v8",
+    "decode_yolox", "guess_formats", "head_fit", "make_grid", "select", "sigmoid",
+]

@@ -1,4 +1,4 @@
-"""The pipeline engine: source → stages → sinks, one thread per pipeline plus its reader.
+"""One pipeline run: source → stages → sinks on its own thread, fed by its reader thread.
 
 Per frame the engine does a buffer hand-off, the stage calls, the sink calls and one
 ``streamcnn_frame_done`` hook call; nothing else (see ``tools/bench_engine.py``).
@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .api import Sink, Source, Stage
-from .config import Component, Config, PipelineConfig
-from .errors import StageError, StreamcnnError, where
-from .frame import Frame
-from .io.buffer import BufferClosed, BufferEmpty
-from .io.reader import SourceReader
-from .redact import redact
+from ..api import Sink, Source, Stage, StreamInfo
+from ..config import PipelineConfig
+from ..errors import StageError, StreamcnnError, where
+from ..frame import Frame
+from ..redact import redact
+from .buffer import BufferClosed, BufferEmpty
+from .reader import SourceReader
 
 log = logging.getLogger("streamcnn.engine")
 
@@ -33,7 +33,7 @@ class PipelineStats:
     """Counters of one pipeline run (also passed to ``streamcnn_pipeline_stopped``)."""
 
     frames: int = 0  # frames that went through all stages and sinks
-    skipped: int = 0  # frames dropped because a stage raised (on_error: skip)
+    skipped: int = 0  # frames dropped because a stage or sink raised (on_error: skip)
     dropped: int = 0  # frames the live policy "latest" dropped
     reconnects: int = 0
     seconds: float = 0.0
@@ -67,6 +67,7 @@ class PipelineRun:
     thread: threading.Thread | None = None
     insist: bool = False  # chosen by name (--pipeline): `optional` does not apply
     _last_error: str = ""
+    _last_kind: str = "stage"  # "stage" or "sink": what raised last
 
     @property
     def name(self) -> str:
@@ -96,12 +97,15 @@ class PipelineRun:
         name = self.name
         plog = logging.getLogger(f"streamcnn.{name}")
         stages: list[tuple[str, Stage]] = []
-        sinks: list[Sink] = []
+        sinks: list[tuple[str, Sink]] = []
         t0 = time.perf_counter()
         try:
+            # everything of this run is built here, on the pipeline's thread, in data-flow order
             for comp in self.cfg.stages:
-                stages.append((comp.type_name, _build(comp)))
-            source: Source = _build(self.cfg.source)
+                stages.append((comp.type_name, comp.build()))
+            source: Source = self.cfg.source.build()
+            for comp in self.cfg.sinks:
+                sinks.append((comp.type_name, comp.build()))
             policy = self.cfg.source.params.policy or ("latest" if source.live else "all")
             self.reader = SourceReader(
                 source, policy, self.cfg.source.params.queue_size, name, on_event=self._on_source_event
@@ -116,7 +120,7 @@ class PipelineRun:
                 raise self.reader.error
             if self.stats.frames == 0 and self.stats.skipped > 0:
                 raise StreamcnnError(
-                    f"pipeline '{name}': no frame got through: a stage failed on all {self.stats.skipped} "
+                    f"pipeline '{name}': no frame got through: a {self._last_kind} failed on all {self.stats.skipped} "
                     f"frames (last error: {self._last_error})"
                 )
         except StreamcnnError as exc:
@@ -139,7 +143,7 @@ class PipelineRun:
                     plog.debug("pipeline '%s': the source is still closing", name)
                 self.stats.dropped = self.reader.dropped
                 self.stats.reconnects = self.reader.reconnects
-            for sink in sinks:
+            for _, sink in sinks:
                 _close(sink, plog, name)
             for _, stage in stages:
                 _close(stage, plog, name)
@@ -157,14 +161,14 @@ class PipelineRun:
             impls = ", ".join(i.plugin_name for i in caller.get_hookimpls())
             plog.error("pipeline '%s': hook %s (plugins: %s) raised: %s", self.name, hook_name, impls, _describe(exc))
 
-    def _loop(self, stages: list[tuple[str, Stage]], sinks: list[Sink], plog: logging.Logger) -> None:
+    def _loop(self, stages: list[tuple[str, Stage]], sinks: list[tuple[str, Sink]], plog: logging.Logger) -> None:
         reader = self.reader
         assert reader is not None
-        on_error = self.cfg.on_error
         frame_done = self.hook.streamcnn_frame_done
         name = self.name
         stats = self.stats
         limit = self.max_frames
+        opened = not sinks
         while True:
             if self.abort_event.is_set():
                 return
@@ -181,22 +185,25 @@ class PipelineRun:
                     if type(frame) is not Frame or not _valid_image(frame.image):
                         raise TypeError(_bad_output(frame))
             except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
-                err = StageError(name, stage_name, index, exc)
-                if on_error == "stop":
-                    raise err from exc
-                stats.skipped += 1
-                self._last_error = str(err)
-                if stats.skipped <= _ERROR_LOG_FIRST or stats.skipped % _ERROR_LOG_EVERY == 0:
-                    plog.error("%s (frame skipped; %d skipped so far)", err, stats.skipped)
-                    plog.debug("traceback", exc_info=exc)
+                self._failed(StageError(name, stage_name, index, exc), exc, plog)
                 continue
-            if not sinks and self.cfg.sinks:
-                fps = reader.fps
-                for comp in self.cfg.sinks:
-                    comp.ctx.fps = fps
-                    sinks.append(_build(comp))
-            for sink in sinks:
-                sink.write(frame)
+            if not opened:
+                opened = True
+                stream = StreamInfo(reader.fps, frame.width, frame.height)
+                for sink_name, sink in sinks:
+                    try:
+                        sink.open(stream)
+                    except Exception as exc:  # noqa: BLE001 - reported like a write error
+                        raise StageError(name, sink_name, index, exc, kind="sink") from exc
+            failed = False
+            for sink_name, sink in sinks:
+                try:
+                    sink.write(frame)
+                except Exception as exc:  # noqa: BLE001 - the other sinks still get the frame
+                    failed = True
+                    self._failed(StageError(name, sink_name, index, exc, kind="sink"), exc, plog)
+            if failed:
+                continue
             stats.frames += 1
             try:
                 frame_done(pipeline=name, frame=frame)
@@ -204,12 +211,23 @@ class PipelineRun:
                 impls = ", ".join(i.plugin_name for i in self.hook.streamcnn_frame_done.get_hookimpls())
                 msg = f"pipeline '{name}': hook streamcnn_frame_done (plugins: {impls}) raised on frame {index}: " \
                       f"{_describe(exc)}"
-                if on_error == "stop":
+                if self.cfg.on_error == "stop":
                     raise StreamcnnError(msg) from exc
                 plog.error("%s", msg)
             if limit is not None and stats.frames >= limit:
                 reader.stop()
                 return
+
+    def _failed(self, err: StageError, exc: BaseException, plog: logging.Logger) -> None:
+        """A stage or sink raised on a frame: stop the pipeline (``on_error: stop``) or count the
+        frame as skipped and log it (the first few one by one, then every 100th)."""
+        if self.cfg.on_error == "stop":
+            raise err from exc
+        self.stats.skipped += 1
+        self._last_error, self._last_kind = str(err), err.kind
+        if self.stats.skipped <= _ERROR_LOG_FIRST or self.stats.skipped % _ERROR_LOG_EVERY == 0:
+            plog.error("%s (frame skipped; %d skipped so far)", err, self.stats.skipped)
+            plog.debug("traceback", exc_info=exc)
 
 
 def _valid_image(img: Any) -> bool:
@@ -230,18 +248,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where(exc)}"
 
 
-def _build(comp: Component) -> Any:
-    built = comp.take()
-    if built is not None:
-        return built
-    try:
-        return comp.cls(comp.params, comp.ctx)
-    except StreamcnnError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise StreamcnnError(f"{comp.kind} '{comp.type_name}' ({comp.path}): {exc}") from exc
-
-
 def _close(obj: Any, plog: logging.Logger, pipeline: str) -> None:
     try:
         obj.close()
@@ -249,55 +255,4 @@ def _close(obj: Any, plog: logging.Logger, pipeline: str) -> None:
         plog.exception("pipeline '%s': closing %s failed", pipeline, type(obj).__name__)
 
 
-class Engine:
-    """Runs the pipelines of a `Config` concurrently.
-
-    ``run()`` blocks until every pipeline ends (end of file, ``max_frames`` reached, an error
-    with ``on_error: stop``, or ``stop()`` — e.g. from a SIGINT/SIGTERM handler).
-    """
-
-    def __init__(
-        self, config: Config, names: list[str] | None = None, max_frames: int | None = None, insist: bool = False
-    ) -> None:
-        self.config = config
-        self.hook = config.plugins.pm.hook
-        chosen = names or list(config.pipelines)
-        insist = insist or bool(names)
-        self.runs = [PipelineRun(config.pipelines[n], self.hook, max_frames, insist=insist) for n in chosen]
-        self._stopping = 0
-
-    def start(self) -> None:
-        """Start one thread per pipeline (returns at once)."""
-        for run in self.runs:
-            run.thread = threading.Thread(target=run.run, name=f"pipeline-{run.name}", daemon=True)
-            run.thread.start()
-
-    def wait(self, poll: float = 0.2) -> None:
-        """Block until every pipeline thread has ended (polling, so signal handlers can run)."""
-        for run in self.runs:
-            while run.thread is not None and run.thread.is_alive():
-                run.thread.join(poll)
-
-    def run(self) -> list[PipelineStats]:
-        """`start`, then `wait`; returns each pipeline's `PipelineStats` in order."""
-        self.start()
-        self.wait()
-        return [r.stats for r in self.runs]
-
-    @property
-    def stopping(self) -> bool:
-        """True once `stop` was called."""
-        return self._stopping > 0
-
-    def stop(self) -> None:
-        """First call: stop sources, drain queued frames, close sinks. Second call: skip draining."""
-        self._stopping += 1
-        for run in self.runs:
-            run.stop(drain=self._stopping == 1)
-
-    @property
-    def failed(self) -> list[PipelineRun]:
-        return [r for r in self.runs if r.stats.error is not None]
-
-
-__all__ = ["Engine", "PipelineRun", "PipelineStats"]
+__all__ = ["PipelineRun", "PipelineStats"]

@@ -1,6 +1,6 @@
 """The model registry: find a model or sample video by path or by registry name.
 
-Resolution order for ``resolve(name)``:
+Resolution order for ``resolve_asset(name)``:
 
 1. an explicit path that exists (relative paths against the YAML file's folder, then the cwd);
 2. each folder in ``STREAMCNN_ASSETS`` (``os.pathsep``-separated), searched flat and in its
@@ -30,8 +30,9 @@ from typing import Any
 import yaml
 
 from .errors import ModelNotFoundError
+from .words import suggest
 
-log = logging.getLogger("streamcnn.models")
+log = logging.getLogger("streamcnn.registry")
 
 
 
@@ -133,10 +134,12 @@ def cache_dir() -> Path:
 
 
 def offline() -> bool:
+    """True when ``STREAMCNN_OFFLINE`` is ``1``/``true``/``yes``: registry downloads are then refused."""
     return os.environ.get("STREAMCNN_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def sha256_of(path: Path) -> str:
+    """Hex sha256 of the file at ``path`` (read in 1 MiB blocks). Raises OSError when it cannot be read."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -234,7 +237,7 @@ def downloads_deferred():
         _deferred.reset(token)
 
 
-def resolve(name: str | Path, config_dir: Path | None = None, download: bool = True) -> Path:
+def resolve_asset(name: str | Path, config_dir: Path | None = None, download: bool = True) -> Path:
     """Path of a model or media file given by path or registry name.
 
     Raises:
@@ -264,8 +267,6 @@ def resolve(name: str | Path, config_dir: Path | None = None, download: bool = T
     why = " (downloads are off: STREAMCNN_OFFLINE is set)" if entry is not None and offline() else ""
     close = ""
     if entry is None and is_bare(name):
-        from .config import suggest
-
         close = suggest(str(name), [e.name for e in registry().values()] + [e.file for e in registry().values()])
     head = f"{what} {str(name)!r} not found{why}" + (close or ".")
     raise ModelNotFoundError(f"{head} {where}. To get it: {how}")
@@ -313,7 +314,7 @@ def resolve_model(model: str | Path, config_dir: Path | None = None, download: b
     Raises:
         ModelNotFoundError: see `resolve`.
     """
-    path = resolve(model, config_dir, download)
+    path = resolve_asset(model, config_dir, download)
     entry = lookup(model) or lookup(path.name)
     return path, dict(entry.params) if entry else {}
 
@@ -328,4 +329,4 @@ def check_model(model: str | Path, config_dir: Path | None = None) -> None:
         log.info("model %r is not downloaded yet; it is fetched from %s when the pipeline starts", str(model),
                  entry.url)
         return
-    resolve(model, config_dir, download=False)
+    resolve_asset(model, config_dir, download=False)

@@ -1,0 +1,13 @@
+"""The YAML configuration: one validated model of a pipelines file.
+
+Modules: ``schema`` (the file's shape), ``messages`` (pydantic errors in plain words with file,
+line, column and key path), ``components`` (one source/stage/sink entry resolved to its class and
+params), ``resolved`` (the result: `Config`, `PipelineConfig`, `Component`), ``loader``
+(`load_config`: read, validate, resolve, cross-check).
+"""
+
+from .components import pick_source_type
+from .loader import load_config
+from .resolved import Component, Config, PipelineConfig
+
+__all__ = ["Component", "Config", "PipelineConfig", "load_config", "pick_source_type"]
