@@ -1,14 +1,16 @@
 """Built-in stage ``annotate``: draws ``frame.detections`` onto ``frame.image`` for video sinks.
 
-Boxes in a colour per class, a label ``name conf`` (or ``identity similarity`` when a recogniser
-set identities) on a filled background so it stays readable, and landmarks as dots. All boxes are
-drawn before any label, labels in increasing confidence (the best one ends on top where labels
-overlap), each moved inside the image rather than cut at its edge.
+Boxes in a colour per class name (so a YOLO stage's persons and a face detector's faces on the
+same frame differ), a label ``name conf`` (or ``identity similarity`` on rows a recogniser set an
+identity on) on a filled background so it stays readable, and landmarks as dots (rows with empty,
+NaN landmarks get none). All boxes are drawn before any label, labels in increasing confidence (the
+best one ends on top where labels overlap), each moved inside the image rather than cut at its edge.
 """
 
 from __future__ import annotations
 
 import functools
+import zlib
 
 import cv2
 import numpy as np
@@ -17,9 +19,13 @@ from streamcnn import Field, Frame, Params, Stage, hookimpl
 
 
 @functools.lru_cache(maxsize=1024)
-def class_color(class_id: int) -> tuple[int, int, int]:
-    """A stable, saturated BGR colour for a class id (golden-ratio hue steps)."""
-    hue = int((class_id * 0.618033988749895 % 1.0) * 180)
+def class_color(key: int | str) -> tuple[int, int, int]:
+    """A stable, saturated BGR colour (uint8 values, one channel 255) for a class id (golden-ratio
+    hue steps) or a class name (hue from its CRC-32, the same in every run; annotate uses names)."""
+    if isinstance(key, str):
+        hue = zlib.crc32(key.encode("utf-8")) % 180
+    else:
+        hue = int((key * 0.618033988749895 % 1.0) * 180)
     hsv = np.uint8([[[hue, 220, 255]]])
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
@@ -45,20 +51,22 @@ class AnnotateStage(Stage):
         if not img.flags.writeable:
             img = frame.image = img.copy()
         p = self.params
-        colors = [class_color(int(c)) for c in det.class_id]
+        names = det.class_name
+        colors = [class_color(n) for n in names]
+        # points to draw: finite ones only (rows from a stage without landmarks are NaN after a merge)
+        points = None if not p.landmarks or det.landmarks is None else np.isfinite(det.landmarks).all(axis=2)
         for i in range(len(det)):  # boxes and landmarks first, so no box line crosses a label
             x1, y1, x2, y2 = (int(round(v)) for v in det.xyxy[i])
             cv2.rectangle(img, (x1, y1), (x2, y2), colors[i], p.thickness, cv2.LINE_AA)
-            if p.landmarks and det.landmarks is not None:
-                for x, y in det.landmarks[i]:
+            if points is not None:
+                for x, y in det.landmarks[i][points[i]]:
                     cv2.circle(img, (int(round(x)), int(round(y))), max(1, p.thickness), colors[i], -1, cv2.LINE_AA)
         if not p.labels:
             return frame
-        names = det.class_name
         # labels last, in increasing confidence: where labels overlap, the most confident is on top
         for i in np.argsort(det.conf, kind="stable"):
-            if det.identity is not None:
-                score = None if det.similarity is None else float(det.similarity[i])
+            if det.identity is not None and det.identity[i] is not None:
+                score = None if det.similarity is None or np.isnan(det.similarity[i]) else float(det.similarity[i])
                 # "unknown 0.00" (an empty database) would read as a real score: show it only when there is one
                 show = score is not None and (score > 0 or det.identity[i] != "unknown")
                 sim = f" {score:.2f}" if show else ""

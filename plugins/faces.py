@@ -20,7 +20,7 @@ Chains that work (``streamcnn validate`` rejects the others, at the stage's line
 * ``landmarks`` and ``face_recognize`` need a ``face_detect`` before them.
 
 Decoders, crops and alignment live in the core (`streamcnn.ops.faces`, `streamcnn.ops.align`); the
-embedder and database in `streamcnn.facedb`. Model facts: shared/models/MODELS.md §4-9.
+embedder and database in `streamcnn.facedb`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ import numpy as np
 from pydantic import model_validator
 
 from streamcnn import (
+    FACE_CLASS,
+    FACE_POINTS,
     Context,
     Detections,
+    DetectorParams,
     Field,
     Frame,
     ModelParams,
@@ -61,8 +64,6 @@ from streamcnn.facedb import (
     people_count,
 )
 from streamcnn.ops import FACE_FORMATS, FaceDetector, SquareCrops, detector_format, run_fixed_batch
-
-FACE_NAMES = ("face",)
 
 # iBUG-68 → the 5 ArcFace points: eye centres (36-41, 42-47), nose tip 30, mouth corners 48, 54.
 _IBUG_EYE_L, _IBUG_EYE_R, _IBUG_NOSE, _IBUG_MOUTH_L, _IBUG_MOUTH_R = slice(36, 42), slice(42, 48), 30, 48, 54
@@ -89,9 +90,10 @@ def _face_chain(name: str, before: list) -> list:
 
 
 class FaceDetectStage(ModelStage):
-    """Detect faces; writes ``frame.detections`` (class ``face``; ``landmarks`` (N, 5, 2) frame pixels
-    for YuNet and SCRFD, in the order eye image-left, other eye, nose, mouth image-left, mouth
-    image-right; no landmarks for UltraFace).
+    """Detect faces; adds them to ``frame.detections`` (class ``face``, `streamcnn.FACE_CLASS`;
+    ``landmarks`` (N, 5, 2) frame pixels for YuNet and SCRFD, in the order eye image-left, other
+    eye, nose, mouth image-left, mouth image-right; no landmarks for UltraFace). The detections of
+    earlier stages (e.g. a ``yolo`` stage's persons) are kept; ``replace: true`` drops them.
 
     Formats: ``yunet`` (score cls·obj), ``scrfd``, ``ultraface`` (post-processed export),
     ``ultraface_raw`` (prior decoding here). Dynamic-input models (``yunet_n_dynamic``,
@@ -103,14 +105,14 @@ class FaceDetectStage(ModelStage):
 
     Options: ``model`` (default ``yunet_n_dynamic``; also ``yunet_n_320_320``, ``scrfd_2.5g_bnkps``,
     ``ultraface_rfb320``, ``ultraface_rfb320_raw`` or an .onnx path), ``format`` (auto),
-    ``conf``/``iou`` (per-format defaults), ``imgsz`` (640), ``max_det`` (100), ``device`` (auto).
-    Only yunet and scrfd give the 5 landmarks ``face_recognize`` needs; with ultraface put a
+    ``conf``/``iou`` (per-format defaults), ``imgsz`` (640), ``max_det`` (100), ``replace`` (false),
+    ``device`` (auto). Only yunet and scrfd give the 5 landmarks ``face_recognize`` needs; with ultraface put a
     ``landmarks: {model: pfld68_112}`` stage before ``face_recognize``.
     """
 
     families = ("face_detect",)
 
-    class Params(ModelParams):
+    class Params(DetectorParams, ModelParams):
         model: str = Field("yunet_n_dynamic", description="registry name or .onnx path")
         format: Literal["auto", "yunet", "scrfd", "ultraface", "ultraface_raw"] = "auto"
         conf: float | None = Field(None, ge=0, le=1, description="score threshold (default per format: "
@@ -139,19 +141,20 @@ class FaceDetectStage(ModelStage):
                      self.detector.working_size())
 
     def process(self, frame: Frame) -> Frame:
-        r = self.detector.detect(frame.image)
-        frame.detections = Detections(r.xyxy, r.score, np.zeros(len(r), np.int64), FACE_NAMES, landmarks=r.kps)
+        frame.add_detections(self.detector.detect(frame.image), self.ctx.name, self.params.replace)
         return frame
 
 
 class LandmarksStage(ModelStage):
-    """Dense landmarks on every box of ``frame.detections`` (PFLD-68 or PFLD-106).
+    """Dense landmarks on every face box of ``frame.detections`` (PFLD-68 or PFLD-106): the rows of
+    class ``face`` (`streamcnn.FACE_CLASS`); other rows (e.g. persons from a ``yolo`` stage) are left
+    as they are (their ``landmarks`` rows stay empty, NaN).
 
-    Each box gets a square crop of side ``crop_scale·max(w, h)`` around its centre (padded with
+    Each face box gets a square crop of side ``crop_scale·max(w, h)`` around its centre (padded with
     black outside the frame, never clamped), resized to the model's 112×112; the model's
     normalised points map back exactly (``x = u·side + x0``). ``landmarks`` becomes (N, 68, 2) or
-    (N, 106, 2) in frame pixels; an earlier 5-point set is kept in ``detections.data["kps5"]`` for
-    ``face_recognize``.
+    (N, 106, 2) in frame pixels; an earlier 5-point set is kept in
+    ``detections.data[FACE_POINTS]`` (``"kps5"``) for ``face_recognize``.
 
     Options: ``model`` (default ``pfld68_112``; also ``pfld106_lite_112`` or an .onnx path),
     ``format`` (auto: from the registry; ``pfld68`` / ``pfld106`` for other files), ``crop_scale``
@@ -204,34 +207,51 @@ class LandmarksStage(ModelStage):
 
     def process(self, frame: Frame) -> Frame:
         det = frame.detections
-        if not len(det):
+        faces = det.class_mask(FACE_CLASS)
+        if not faces.any():
             return frame
-        pts = self.points(frame.image, det.xyxy)
-        data = dict(det.data)
-        if det.landmarks is not None and det.landmarks.shape[1] == 5:
-            data["kps5"] = det.landmarks
-        frame.detections = dataclasses.replace(det, landmarks=pts, data=data)
+        sub = det[faces]
+        pts = self.points(frame.image, sub.xyxy)
+        data = dict(sub.data)
+        if sub.landmarks is not None and sub.landmarks.shape[1] == 5:
+            data[FACE_POINTS] = sub.landmarks
+        frame.detections = det.replace_rows(faces, dataclasses.replace(sub, landmarks=pts, data=data))
         return frame
 
 
+def _finite_rows(points: np.ndarray) -> np.ndarray:
+    """bool (N,): rows of (N, K, 2) points with every coordinate finite."""
+    return np.isfinite(points).all(axis=(1, 2))
+
+
 def five_points(det: Detections) -> np.ndarray:
-    """The (N, 5, 2) ArcFace points of ``det``: ``data["kps5"]``, 5-point ``landmarks``, or derived
-    from iBUG-68 landmarks (eye centres, nose tip 30, mouth corners 48 and 54).
+    """The float32 (N, 5, 2) ArcFace points (frame pixels) of the face rows ``det``, per row from the
+    first source that has them: ``data[FACE_POINTS]``, 5-point ``landmarks``, or derived from iBUG-68
+    landmarks (eye centres, nose tip 30, mouth corners 48 and 54). Empty (NaN) rows do not count.
 
     Raises:
-        StreamcnnError: no usable landmarks (e.g. UltraFace boxes without a 68-point stage).
+        StreamcnnError: a row has no usable landmarks (e.g. UltraFace boxes without a 68-point stage).
     """
-    if "kps5" in det.data:
-        return det.data["kps5"]
+    out = np.full((len(det), 5, 2), np.nan, np.float32)
+    kps = det.data.get(FACE_POINTS)
+    if kps is not None and kps.shape[1:] == (5, 2):
+        out = np.where(_finite_rows(kps)[:, None, None], kps, out).astype(np.float32)
     lm = det.landmarks
+    todo = ~_finite_rows(out)
     if lm is not None and lm.shape[1] == 5:
-        return lm
-    if lm is not None and lm.shape[1] == 68:
-        return np.stack([lm[:, _IBUG_EYE_L].mean(1), lm[:, _IBUG_EYE_R].mean(1), lm[:, _IBUG_NOSE],
-                         lm[:, _IBUG_MOUTH_L], lm[:, _IBUG_MOUTH_R]], axis=1)
-    have = "no landmarks" if lm is None else f"{lm.shape[1]} landmarks per face"
-    raise StreamcnnError(f"face_recognize needs 5 face landmarks (a yunet/scrfd face_detect, or a pfld68 "
-                         f"landmarks stage before it); the detections have {have}")
+        out[todo] = lm[todo]
+    elif lm is not None and lm.shape[1] == 68:
+        d = lm[todo]
+        out[todo] = np.stack([d[:, _IBUG_EYE_L].mean(1), d[:, _IBUG_EYE_R].mean(1), d[:, _IBUG_NOSE],
+                              d[:, _IBUG_MOUTH_L], d[:, _IBUG_MOUTH_R]], axis=1)
+    missing = ~_finite_rows(out)
+    if missing.any():
+        have = "no landmarks" if lm is None else f"{lm.shape[1]} landmarks per face"
+        if not missing.all():
+            have = f"no usable landmarks on {int(missing.sum())} of {len(det)} faces ({have})"
+        raise StreamcnnError(f"face_recognize needs 5 face landmarks (a yunet/scrfd face_detect, or a pfld68 "
+                             f"landmarks stage before it); the detections have {have}")
+    return out
 
 
 def _check_five_points(name: str, before: list) -> None:
@@ -271,11 +291,13 @@ def _check_five_points(name: str, before: list) -> None:
 class FaceRecognizeStage(ModelStage):
     """Identify faces against an enrolment database (``streamcnn faces enroll``).
 
-    Per frame: 5-point similarity alignment of every face to the ArcFace template, one batched
-    MobileFaceNet call, L2 normalisation, cosine similarity against every template; the best
-    match at or above the threshold gives ``identity``, otherwise ``unknown``. Writes
-    ``detections.embedding`` (N, D) unit vectors, ``identity`` (N,) and ``similarity`` (N,) (the
-    cosine of the best template, whatever ``metric`` is).
+    Per frame: 5-point similarity alignment of every face (the rows of class ``face``,
+    `streamcnn.FACE_CLASS`) to the ArcFace template, one batched MobileFaceNet call, L2
+    normalisation, cosine similarity against every template; the best match at or above the
+    threshold gives ``identity``, otherwise ``unknown``. Writes ``detections.embedding`` (N, D) unit
+    vectors, ``identity`` (N,) and ``similarity`` (N,) (the cosine of the best template, whatever
+    ``metric`` is); other rows (e.g. persons from a ``yolo`` stage) keep their values and get the
+    empty ones (NaN embedding and similarity, identity None).
 
     ``metric: l2`` takes ``threshold`` as an L2 distance between unit vectors; it is converted
     (cosine ≥ t ⇔ L2 ≤ sqrt(2 − 2t)), so both metrics make the same decisions. Default: cosine
@@ -387,12 +409,15 @@ class FaceRecognizeStage(ModelStage):
                 self._next_check = now + interval
                 self.maybe_reload()
         det = frame.detections
-        if len(det):
-            emb = self.embedder.embed(frame.image, five_points(det))
+        faces = det.class_mask(FACE_CLASS)
+        sub = det[faces]
+        if len(sub):
+            emb = self.embedder.embed(frame.image, five_points(sub))
         else:
             emb = np.zeros((0, self.embedder.dim), np.float32)
         identity, sim = self.db.match(emb, self.threshold)
-        frame.detections = dataclasses.replace(det, embedding=emb, identity=identity, similarity=sim)
+        sub = dataclasses.replace(sub, embedding=emb, identity=identity, similarity=sim)
+        frame.detections = det.replace_rows(faces, sub)
         return frame
 
 

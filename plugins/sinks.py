@@ -43,7 +43,7 @@ class VideoSink(_FileSink):
     The writer opens on the first frame (its size fixes the output size; later frames of another
     size are resized to it, with one warning the first time). Frames under 2×2 pixels cannot be
     encoded: the sink says so instead of blaming the codec. mp4 files use the ``mp4v`` codec: the
-    OpenCV wheels have no H.264 encoder (shared/research/deps.md, section 2.2). ``close``
+    OpenCV wheels have no H.264 encoder (their FFmpeg has no libx264 or openh264). ``close``
     finalises the container, so the file plays after Ctrl-C or SIGTERM.
     """
 

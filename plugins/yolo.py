@@ -4,7 +4,7 @@ One stage for several head families (``format``); the shared steps — letterbox
 decoding rules, IoU/NMS, model resolution, sessions — live in the core (`streamcnn.ops`,
 `streamcnn.registry`, `streamcnn.runtime`). Per-model facts (input size, colour order, resize
 mode, anchors, strides, whether activations are inside the graph) come from, in order: the
-YAML options, the model registry (``streamcnn/registry.yaml``, from MODELS.md), the model's
+YAML options, the model registry (``streamcnn/registry.yaml``), the model's
 Ultralytics metadata (``names``, ``stride``, ``imgsz``).
 """
 
@@ -23,6 +23,7 @@ from pydantic import field_validator
 from streamcnn import (
     Context,
     Detections,
+    DetectorParams,
     Field,
     Frame,
     ModelParams,
@@ -32,7 +33,6 @@ from streamcnn import (
     find_local,
     format_shape,
     hookimpl,
-    lookup,
     suggest,
 )
 from streamcnn.ops import (
@@ -64,9 +64,7 @@ def coco80() -> list[str]:
 
 # -- head shapes -------------------------------------------------------------------------------
 # `head_fit` / `guess_formats` (streamcnn.ops) check the outputs at start-up; a model of another
-# family gets a hint naming the stage for it.
-_FAMILY_STAGE = {"face_detect": "face_detect", "landmarks": "landmarks", "embedding": "face_recognize",
-                 "style": "style"}
+# family gets a hint naming the stage for it (`ModelStage.family_mismatch`).
 
 
 def _or(items: list[str]) -> str:
@@ -160,7 +158,8 @@ def class_indices(classes: list[int | str], names: list[str], origin: str, count
 
 
 class YoloStage(ModelStage):
-    """Detect objects; writes ``frame.detections`` (xyxy in frame pixels, conf, class_id, names).
+    """Detect objects; adds them to ``frame.detections`` (xyxy in frame pixels, conf, class_id, names;
+    the detections of earlier stages are kept unless ``replace: true``).
 
     Formats (see `streamcnn.ops.yolo` for the rules): ``yolox`` (anchor-free raw grid),
     ``v8`` (YOLOv8/YOLO11 ``1×(4+C)×N`` decoded), ``v5`` (YOLOv5 export ``N×(5+C)`` decoded),
@@ -176,7 +175,7 @@ class YoloStage(ModelStage):
 
     families = ("yolo",)
 
-    class Params(ModelParams):
+    class Params(DetectorParams, ModelParams):
         model: str = Field(description="ONNX file path or registry name, e.g. yolox_nano_coco_416")
         format: Format = "auto"
         conf: float = Field(0.25, ge=0, le=1, description="score threshold (obj × class probability)")
@@ -287,11 +286,11 @@ class YoloStage(ModelStage):
 
     # -- set-up helpers --------------------------------------------------------------------
     def _family_hint(self) -> str:
-        entry = lookup(self.params.model)
-        if entry is None or entry.family in ("", "yolo"):
+        mismatch = self.family_mismatch(self.params.model)
+        if mismatch is None:
             return ""
-        stage = _FAMILY_STAGE.get(entry.family)
-        use = f": use the '{stage}' stage" if stage else ""
+        entry = mismatch.entry
+        use = f": use the '{mismatch.stage}' stage" if mismatch.stage else ""
         return f"; the registry lists {entry.name} as a '{entry.family}' model, not a YOLO detector{use}"
 
     def _check_head(self, fmt: str, strides: list[int], per_cell: int | None) -> int | None:
@@ -376,7 +375,7 @@ class YoloStage(ModelStage):
         cxcywh, obj, cls = self.decode(outputs)
         p = self.params
         xyxy, conf, class_id = select(cxcywh, obj, cls, info, p.conf, p.iou, p.agnostic, self.keep_classes, p.max_det)
-        frame.detections = Detections(xyxy, conf, class_id, self.names)
+        frame.add_detections(Detections(xyxy, conf, class_id, self.names), self.ctx.name, p.replace)
         return frame
 
 

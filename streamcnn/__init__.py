@@ -25,7 +25,7 @@ from .api import (  # noqa: E402
     StreamInfo,
     to_bgr3,
 )
-from .detections import Detections  # noqa: E402
+from .detections import CLASS_NAME, FACE_CLASS, FACE_POINTS, Detections  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
     MediaNotFoundError,
@@ -35,13 +35,15 @@ from .errors import (  # noqa: E402
     StageError,
     StreamcnnError,
 )
-from .frame import Frame  # noqa: E402
+from .frame import DetectorParams, Frame  # noqa: E402
 from .hookspecs import SourceEvent, hookimpl  # noqa: E402
 from .modelstage import DeviceParams, ModelParams, ModelStage  # noqa: E402
 from .redact import redact  # noqa: E402
 from .registry import (  # noqa: E402
+    FamilyMismatch,
     RegistryEntry,
     check_model,
+    family_mismatch,
     find_local,
     lookup,
     offline,
@@ -57,13 +59,16 @@ __version__ = "0.1.0"
 __all__ = [
     # pipeline objects
     "Context", "Detections", "Frame", "Output", "PipelineInfo", "StreamInfo",
+    # shared Detections.data keys and class names
+    "CLASS_NAME", "FACE_CLASS", "FACE_POINTS",
     # base classes and their options
-    "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "Sink", "Source", "SourceParams", "Stage",
-    "SourceEvent", "hookimpl",
+    "DetectorParams", "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "Sink", "Source",
+    "SourceParams", "Stage", "SourceEvent", "hookimpl",
     # ONNX Runtime sessions
     "ModelSession", "TensorSpec", "format_shape", "get_session",
     # models and media: registry names, paths, downloads
-    "RegistryEntry", "check_model", "find_local", "lookup", "offline", "resolve_asset", "resolve_model", "sha256_of",
+    "FamilyMismatch", "RegistryEntry", "check_model", "family_mismatch", "find_local", "lookup", "offline",
+    "resolve_asset", "resolve_model", "sha256_of",
     # errors
     "ConfigError", "MediaNotFoundError", "ModelInputError", "ModelNotFoundError", "SourceError", "StageError",
     "StreamcnnError",

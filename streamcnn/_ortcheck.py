@@ -1,8 +1,8 @@
 """Refuse to run with no ONNX Runtime, or with both the CPU and GPU builds installed.
 
 ``onnxruntime`` and ``onnxruntime-gpu`` install the same ``onnxruntime/`` package; with both
-present the one installed last silently wins, and uninstalling either breaks the import
-(measured: shared/research/deps.md, section 1.4).
+present the one installed last silently wins (``pip check`` reports nothing), and uninstalling
+either breaks the import (only ``onnxruntime/capi/`` is left).
 """
 
 from __future__ import annotations

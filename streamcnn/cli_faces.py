@@ -63,12 +63,13 @@ def _check_device(device: str) -> None:
 
 def _check_family(option: str, model: str, family: str, what: str) -> None:
     """Refuse a registry model of another family than ``family`` for ``option``."""
-    from .registry import lookup, registry
+    from .registry import family_mismatch
+    from .words import a_an
 
-    entry = lookup(model) or lookup(Path(model).name)
-    if entry is not None and entry.family != family:
-        fitting = sorted(e.name for e in registry().values() if e.family == family)
-        raise UsageError(f"{option} {model}: a {entry.family} model, not {what}; use one of: {', '.join(fitting)}")
+    mismatch = family_mismatch(model, (family,))
+    if mismatch is not None:
+        raise UsageError(f"{option} {model}: {a_an(mismatch.entry.family)} model, not {what}; "
+                         f"use one of: {', '.join(mismatch.fitting)}")
 
 
 def _load_models(detector: str, model: str, device: str):

@@ -1,7 +1,18 @@
 """`Detections`: the one result type every stage reads and writes (struct of arrays).
 
 Modelled on supervision's ``Detections``: each field is an array whose first axis is the
-detection index, so selection and concatenation act on all fields at once.
+detection index, so selection and concatenation act on all fields at once. Several producers
+share one `Detections` (a YOLO stage's persons and a face detector's faces on the same frame):
+every row carries its own class name (``data[CLASS_NAME]``) and the stage that produced it
+(``stage``), and `Detections.merge` carries every field, filling the rows of parts that lack
+one with the field's empty value (see the class docstring).
+
+Shared ``data`` keys and class names (use these constants, not the strings):
+
+* `CLASS_NAME` (``"class_name"``): object (N,) per-row class names, always present.
+* `FACE_POINTS` (``"kps5"``): float32 (N, 5, 2) the 5 face points of a face detector, kept here
+  by a ``landmarks`` stage when it replaces ``landmarks`` by its denser points.
+* `FACE_CLASS` (``"face"``): the class name of face rows; face stages act on these rows only.
 """
 
 from __future__ import annotations
@@ -12,24 +23,114 @@ from typing import Any
 
 import numpy as np
 
+#: ``data`` key of the per-row class names: object (N,) of str. Always present: filled from
+#: ``class_names`` (the class id as text when it has no name) unless given explicitly.
+CLASS_NAME = "class_name"
+#: ``data`` key of the 5 face points a face detector gave: float32 (N, 5, 2) frame pixels, in the
+#: order eye image-left, other eye, nose tip, mouth corner image-left, mouth corner image-right.
+#: A ``landmarks`` stage stores the detector's points here when it replaces ``landmarks``.
+FACE_POINTS = "kps5"
+#: The class name of face rows: face detectors give it to every row; face stages (``landmarks``,
+#: ``face_recognize``) act only on rows of this class and leave the others untouched.
+FACE_CLASS = "face"
+
 _OPTIONAL = ("landmarks", "embedding", "identity", "similarity", "track_id")
+#: the empty value of each optional field (a row of a merged part that lacked the field)
+_EMPTY: dict[str, Any] = {"landmarks": np.nan, "embedding": np.nan, "identity": None, "similarity": np.nan,
+                          "track_id": -1}
+
+
+def _empty_value(kind: str) -> Any:
+    """The empty value of a ``data`` array of dtype kind ``kind`` (``_NO_EMPTY`` when it has none)."""
+    return {"f": np.nan, "c": np.nan, "i": -1, "b": False, "O": None, "U": "", "S": b""}.get(kind, _NO_EMPTY)
+
+
+_NO_EMPTY = object()
+
+
+def _all_empty(arr: np.ndarray, empty: Any) -> bool:
+    """True when every element of ``arr`` is ``empty`` (NaN compares as NaN); False for 0 rows."""
+    if not arr.size:
+        return False
+    if empty is None:
+        return bool(np.equal(arr, None).all())
+    if isinstance(empty, float) and np.isnan(empty):
+        return arr.dtype.kind in "fc" and bool(np.isnan(arr).all())
+    return bool((arr == empty).all())
+
+
+def _concat(what: str, arrays: list[np.ndarray | None], rows: list[int], empty: Any) -> np.ndarray | None:
+    """Concatenate one field over the parts (None: the part lacks it), filling missing parts with
+    ``empty``. Parts whose rows all hold the empty value do not fix the per-row shape.
+
+    Raises:
+        ValueError: the parts disagree on the per-row shape, or the field has no empty value and
+        some part lacks it.
+    """
+    present = [a for a in arrays if a is not None]
+    if not present:
+        return None
+    dtype = np.result_type(*present)
+    if empty is _NO_EMPTY:
+        empty = _empty_value(dtype.kind)
+    shapes = list(dict.fromkeys(a.shape[1:] for a in present if len(a) and not _all_empty(a, empty)))
+    if len(shapes) > 1:
+        raise ValueError(
+            f"cannot merge Detections: {what} has {' vs '.join(str(s) for s in shapes)} values per row in "
+            "different parts (e.g. landmarks with different point counts K); make them agree or drop the field "
+            "from one part first")
+    shape = shapes[0] if shapes else present[0].shape[1:]
+    out = []
+    for a, n in zip(arrays, rows):
+        if a is not None and (a.shape[1:] == shape or not n):
+            out.append(a.reshape((n, *shape)) if not n else a)
+            continue
+        if empty is _NO_EMPTY:
+            raise ValueError(
+                f"cannot merge Detections: {what} ({dtype}) is missing from some parts and has no empty value "
+                "to fill their rows with; give every part the field")
+        out.append(np.full((n, *shape), empty, dtype=dtype))
+    return np.concatenate(out).astype(dtype, copy=False)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shapes and values (NaN equals NaN in float arrays)."""
+    nan = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=nan)
 
 
 @dataclass
 class Detections:
-    """N detections in frame pixel coordinates.
+    """N detections in frame pixel coordinates, possibly from several stages.
 
     Attributes:
         xyxy: float32 (N, 4) boxes ``x1, y1, x2, y2`` in frame pixels (x right, y down).
         conf: float32 (N,) scores in [0, 1].
-        class_id: int64 (N,) class indices.
-        class_names: optional sequence mapping ``class_id`` to a name (shared, not per row).
-        landmarks: optional float32 (N, K, 2) points in frame pixels.
-        embedding: optional float32 (N, D) feature vectors (L2-normalised when a recogniser made them).
-        identity: optional object array (N,) of names (``"unknown"`` when not recognised).
-        similarity: optional float32 (N,) score of ``identity``.
-        track_id: optional int64 (N,) tracker ids (-1 = untracked).
-        data: extra per-detection arrays (each with first axis N).
+        class_id: int64 (N,) class indices into the producer's own class list (ids of rows from
+            different stages are not comparable; compare ``class_name``).
+        class_names: optional sequence mapping ``class_id`` to a name, used on construction to fill
+            ``data[CLASS_NAME]``; after a merge it is the table the parts with rows share (None
+            when they differ: then only the per-row names are meaningful).
+        landmarks: optional float32 (N, K, 2) points in frame pixels; empty value NaN.
+        embedding: optional float32 (N, D) feature vectors (L2-normalised when a recogniser made
+            them); empty value NaN.
+        identity: optional object array (N,) of names (``"unknown"`` when not recognised); empty
+            value None (a row no recogniser looked at, e.g. a person from a YOLO stage).
+        similarity: optional float32 (N,) score of ``identity``; empty value NaN.
+        track_id: optional int64 (N,) tracker ids; empty value -1 (= untracked).
+        data: extra per-detection arrays (each with first axis N). Always holds `CLASS_NAME`
+            (object (N,) of str; ``dataclasses.replace`` carries ``data``, so a new ``class_id``
+            given that way keeps the old names unless ``data`` without the key is given). Empty
+            values by dtype: float NaN, signed int -1, bool False, object None, str ``""``; other
+            dtypes (unsigned, datetime, ...) have none, so a merge where only some parts have such
+            a key is refused.
+        stage: object (N,) of str, the YAML name of the stage that produced each row (``""`` when
+            unknown; `Frame.add_detections` fills it).
+
+    The empty values fill the rows of parts that lack a field when `merge` joins parts (an
+    optional field present in any part is kept; so are all ``data`` keys). A part whose rows
+    all hold the empty value does not constrain the per-row shape (K of ``landmarks``, D of
+    ``embedding``), so NaN-filled landmarks of person rows merge with 68-point face landmarks.
 
     Raises:
         ValueError: on construction when an array's first axis is not N or ``xyxy`` is not (N, 4).
@@ -45,6 +146,7 @@ class Detections:
     similarity: np.ndarray | None = None
     track_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    stage: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -61,9 +163,24 @@ class Detections:
             self.similarity = np.asarray(self.similarity, dtype=np.float32)
         if self.track_id is not None:
             self.track_id = np.asarray(self.track_id, dtype=np.int64)
+        self.stage = np.full(n, "", dtype=object) if self.stage is None else np.asarray(self.stage, dtype=object)
+        self.data = {k: np.asarray(v) for k, v in self.data.items()}  # a copy: never alias the caller's dict
+        if CLASS_NAME in self.data:
+            self.data[CLASS_NAME] = self.data[CLASS_NAME].astype(object)
+        elif len(self.class_id) == n:
+            self.data[CLASS_NAME] = self._names_of(self.class_id, self.class_names)
         for name, arr in self._arrays():
             if len(arr) != n:
                 raise ValueError(f"Detections.{name} has {len(arr)} rows, expected {n} (one per box)")
+
+    @staticmethod
+    def _names_of(class_id: np.ndarray, class_names: Sequence[str] | None) -> np.ndarray:
+        """object (N,) names of ``class_id`` in ``class_names`` (the id as text when out of range)."""
+        out = class_id.astype(str).astype(object)
+        if class_names is not None and len(class_names):
+            ok = (class_id >= 0) & (class_id < len(class_names))
+            out[ok] = np.asarray(list(class_names), dtype=object)[class_id[ok]]
+        return out
 
     def _arrays(self):
         yield "conf", self.conf
@@ -72,6 +189,7 @@ class Detections:
             arr = getattr(self, name)
             if arr is not None:
                 yield name, arr
+        yield "stage", self.stage
         for name, arr in self.data.items():
             yield f"data[{name!r}]", arr
 
@@ -84,7 +202,7 @@ class Detections:
         return len(self.xyxy)
 
     def __getitem__(self, index: Any) -> Detections:
-        """Select rows by boolean mask, integer array, slice or int (an int keeps the axis)."""
+        """Select rows by boolean mask (N,), integer array, slice or int (an int keeps the axis)."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
 
@@ -98,55 +216,108 @@ class Detections:
             self.class_names,
             **{name: pick(getattr(self, name)) for name in _OPTIONAL},
             data={k: v[index] for k, v in self.data.items()},
+            stage=self.stage[index],
         )
 
     @classmethod
     def merge(cls, items: Sequence[Detections]) -> Detections:
-        """Concatenate detections; an optional field is kept only when every non-empty part has it.
+        """Concatenate detections (rows in the order of ``items``), carrying every field.
+
+        An optional field or ``data`` key present in any part is kept; the rows of parts that lack
+        it get its empty value (see the class docstring). ``class_names`` is kept when every part
+        with rows has the same table, else None (the per-row ``data[CLASS_NAME]`` is always kept).
 
         Raises:
-            ValueError: when the parts' optional arrays have different trailing shapes.
+            ValueError: the parts' arrays of one field have different per-row shapes (e.g.
+                landmarks with different point counts K; parts whose rows are all empty values do
+                not count), or a ``data`` key without an empty value (e.g. uint8) is missing from
+                some part.
         """
-        parts = [d for d in items if len(d)]
-        if not parts:
-            return cls.empty(items[0].class_names if items else None)
-        kw = {}
-        for name in _OPTIONAL:
-            arrs = [getattr(d, name) for d in parts]
-            kw[name] = None if any(a is None for a in arrs) else np.concatenate(arrs)
-        keys = set.intersection(*(set(d.data) for d in parts))
+        items = list(items)
+        if not items:
+            return cls.empty()
+        with_rows = [d for d in items if len(d)]
+        tables = [None if d.class_names is None else list(d.class_names) for d in with_rows]
+        names = (with_rows[0].class_names if all(t == tables[0] for t in tables) else None) if with_rows \
+            else items[0].class_names
+        rows = [len(d) for d in items]
+        kw = {name: _concat(name, [getattr(d, name) for d in items], rows, _EMPTY[name]) for name in _OPTIONAL}
+        keys = list(dict.fromkeys(k for d in items for k in d.data))
+        data = {k: _concat(f"data[{k!r}]", [d.data.get(k) for d in items], rows, _NO_EMPTY) for k in keys}
         return cls(
-            np.concatenate([d.xyxy for d in parts]),
-            np.concatenate([d.conf for d in parts]),
-            np.concatenate([d.class_id for d in parts]),
-            parts[0].class_names,
+            np.concatenate([d.xyxy for d in items]),
+            np.concatenate([d.conf for d in items]),
+            np.concatenate([d.class_id for d in items]),
+            names,
             **kw,
-            data={k: np.concatenate([d.data[k] for d in parts]) for k in keys},
+            data=data,
+            stage=np.concatenate([d.stage for d in items]),
         )
+
+    def replace_rows(self, rows: Any, part: Detections) -> Detections:
+        """A copy whose rows ``rows`` are ``part``'s rows (in order), the other rows unchanged.
+
+        For stages that act on some rows only (e.g. face stages on the `FACE_CLASS` rows): select
+        with ``self[rows]``, compute, then put the result back with this method. Fields are carried
+        as in `merge` (a field ``part`` adds gets its empty value on the other rows).
+
+        Args:
+            rows: boolean mask (N,), integer indices or slice selecting the rows to replace.
+            part: the new rows, one per selected row.
+
+        Raises:
+            ValueError: ``len(part)`` differs from the number of selected rows, an index repeats, or
+                the fields cannot be merged (see `merge`).
+        """
+        n = len(self)
+        idx = np.arange(n)[rows].reshape(-1)
+        if len(part) != len(idx):
+            raise ValueError(f"replace_rows: {len(idx)} rows selected but the new part has {len(part)}")
+        keep = np.ones(n, bool)
+        keep[idx] = False
+        if keep.sum() != n - len(idx):
+            raise ValueError("replace_rows: the row indices repeat")
+        rest = np.flatnonzero(keep)
+        merged = Detections.merge([self[rest], part])
+        where = np.empty(n, np.intp)
+        where[np.concatenate([rest, idx])] = np.arange(n)
+        return merged[where]
+
+    def class_mask(self, *names: str) -> np.ndarray:
+        """bool (N,): rows whose class name is one of ``names`` (e.g. ``det.class_mask(FACE_CLASS)``)."""
+        return np.isin(self.data[CLASS_NAME].astype(str), list(names))
 
     @property
     def class_name(self) -> list[str]:
-        """Per-row class names (the id as text when no names are known)."""
-        names = self.class_names
-        return [names[c] if names is not None and 0 <= c < len(names) else str(c) for c in self.class_id]
+        """Per-row class names (``data[CLASS_NAME]`` as a list; the id as text when no names are known)."""
+        return [str(s) for s in self.data[CLASS_NAME]]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready list of dicts, one per detection (frame pixels, rounded to 0.01 px)."""
+        """JSON-ready list of dicts, one per detection (frame pixels, rounded to 0.01 px).
+
+        Keys: ``xyxy``, ``conf``, ``class_id``, ``class_name``, ``stage`` (``""`` when unknown), and
+        ``landmarks``, ``identity``, ``similarity``, ``track_id`` when those fields are set. A row
+        holding a field's empty value gets ``None`` (JSON null) for it, except ``track_id`` (-1).
+        """
         out = []
         cls_names = self.class_name
+        lm_empty = None if self.landmarks is None else np.isnan(self.landmarks).all(axis=(1, 2))
         for i in range(len(self)):
             rec: dict[str, Any] = {
                 "xyxy": [round(float(v), 2) for v in self.xyxy[i]],
                 "conf": round(float(self.conf[i]), 4),
                 "class_id": int(self.class_id[i]),
                 "class_name": cls_names[i],
+                "stage": str(self.stage[i]),
             }
             if self.landmarks is not None:
-                rec["landmarks"] = np.round(self.landmarks[i].astype(float), 2).tolist()
+                pts = np.round(self.landmarks[i].astype(float), 2).tolist()
+                rec["landmarks"] = None if lm_empty[i] else [[None if v != v else v for v in p] for p in pts]
             if self.identity is not None:
-                rec["identity"] = str(self.identity[i])
+                rec["identity"] = None if self.identity[i] is None else str(self.identity[i])
             if self.similarity is not None:
-                rec["similarity"] = round(float(self.similarity[i]), 4)
+                s = float(self.similarity[i])
+                rec["similarity"] = None if np.isnan(s) else round(s, 4)
             if self.track_id is not None:
                 rec["track_id"] = int(self.track_id[i])
             out.append(rec)
@@ -158,11 +329,14 @@ class Detections:
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
             if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-                if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
+                if a is None or b is None or not _same(a, b):
                     return False
             elif f.name == "data":
-                if a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a):
+                if a.keys() != b.keys() or any(not _same(a[k], b[k]) for k in a):
                     return False
-            elif a != b:
+            elif (None if a is None else list(a)) != (None if b is None else list(b)):
                 return False
         return True
+
+
+__all__ = ["CLASS_NAME", "FACE_CLASS", "FACE_POINTS", "Detections"]

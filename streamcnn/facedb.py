@@ -2,7 +2,7 @@
 
 * `FaceEmbedder`: align faces to the ArcFace template (`streamcnn.ops.align.arcface_align`), embed
   them with MobileFaceNet (``mobilefacenet_128d``: RGB, ``(x − 127.5)/128``, 112×112, dynamic batch;
-  output not normalised, MODELS.md §9) in **one** model call per image, and L2-normalise.
+  output not normalised) in **one** model call per image, and L2-normalise.
 * `FaceDB`: names, unit templates, per-person sample counts and sums, and the embedding model's
   sha256 and input recipe, stored as ``.npz``. A person's template is the re-normalised mean of
   their unit embeddings; the per-person sum is kept so people can be added, replaced or removed
@@ -13,8 +13,8 @@
 Similarity is cosine on unit vectors; for unit vectors ``‖a − b‖² = 2 − 2·cos``, so a cosine
 threshold t is the L2 threshold ``sqrt(2 − 2t)`` (`cosine_to_l2`, `l2_to_cosine`).
 
-Default threshold: cosine 0.40 (`DEFAULT_COSINE_THRESHOLD`). Measured on the shared photos
-(MEDIA.md; one enrolment photo each): same person 0.57-0.79 (obama2/obama3 against obama.jpg:
+Default threshold: cosine 0.40 (`DEFAULT_COSINE_THRESHOLD`). Measured on the registry's sample
+photos (one enrolment photo each): same person 0.57-0.79 (obama2/obama3 against obama.jpg:
 0.765/0.770 with yunet, 0.752/0.780 with scrfd; biden2 0.59-0.62), different people ≤ 0.17; 0.40
 leaves 0.17 below the weakest genuine pair and 0.23 above the strongest impostor pair, leaning to
 "unknown" (a door camera should rather miss a known person than admit a stranger).
@@ -447,7 +447,8 @@ def enroll_folder(people_dir: str | Path, detector, embedder: FaceEmbedder) -> E
 
     Args:
         people_dir: folder with one sub-folder per person (the folder name is the person's name).
-        detector: a `streamcnn.ops.faces.FaceDetector` whose format gives 5 landmarks.
+        detector: a `streamcnn.ops.faces.FaceDetector` whose format gives 5 landmarks (its
+            `~streamcnn.ops.faces.FaceDetector.detect` returns `streamcnn.Detections`).
         embedder: the `FaceEmbedder`.
 
     Returns:
@@ -466,14 +467,14 @@ def enroll_folder(people_dir: str | Path, detector, embedder: FaceEmbedder) -> E
             if not len(faces):
                 rep.no_face.append(photo)
                 continue
-            if faces.kps is None:
+            if faces.landmarks is None:
                 raise FaceDBError(f"the face detector ({detector.format}) gives no landmarks; enrolment "
                                   "needs a 5-point detector (yunet or scrfd)")
             if len(faces) > 1:
                 rep.several.append(photo)
             wh = faces.xyxy[:, 2:] - faces.xyxy[:, :2]
             i = int(np.argmax(wh[:, 0] * wh[:, 1]))
-            embs.append(embedder.embed(img, faces.kps[i:i + 1])[0])
+            embs.append(embedder.embed(img, faces.landmarks[i:i + 1])[0])
         if embs:
             rep.embeddings[name] = np.stack(embs)
             rep.people[name] = len(embs)

@@ -1,13 +1,31 @@
-"""`Frame`: one decoded video frame travelling through a pipeline."""
+"""`Frame`: one decoded video frame travelling through a pipeline, and `DetectorParams`, the
+option every detector stage shares (add its detections to the frame's, or replace them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import Detections
+
+
+class DetectorParams(BaseModel):
+    """The option every detector stage shares; mix it into the stage's ``Params``
+    (``class Params(DetectorParams, ModelParams)``) and store results with `Frame.add_detections`.
+
+    Attributes:
+        replace: False (default): the stage adds its detections to those already on the frame
+            (from earlier detector stages), so ``yolo → face_detect`` keeps persons and faces;
+            True: its detections replace them.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    replace: bool = Field(False, description="replace the detections of earlier stages instead of adding to them")
 
 
 @dataclass
@@ -21,7 +39,8 @@ class Frame:
             files and folders, seconds since the source started for live sources).
         source: the source id (a URI with any credentials removed).
         capture_time: wall-clock time (``time.time()``, seconds since the epoch) when it was read.
-        detections: results of detector/recogniser stages (``Detections.empty()`` at first).
+        detections: results of detector/recogniser stages (``Detections.empty()`` at first;
+            detector stages add theirs with `add_detections`).
         meta: free per-frame data keyed by stage name (e.g. ``meta["edges"]`` raw float map).
     """
 
@@ -32,6 +51,25 @@ class Frame:
     capture_time: float = 0.0
     detections: Detections = field(default_factory=Detections.empty)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def add_detections(self, detections: Detections, stage: str = "", replace: bool = False) -> None:
+        """Store a detector stage's results: appended after the rows already on the frame (their
+        rows and fields kept, see `Detections.merge`), or replacing them when ``replace``.
+
+        Args:
+            detections: the stage's detections (frame pixels).
+            stage: the stage's YAML name (``ctx.name``), written to the rows whose ``stage`` is ``""``.
+            replace: the stage's `DetectorParams.replace` option.
+
+        Raises:
+            ValueError: the new rows cannot be merged with the frame's (see `Detections.merge`, e.g.
+                landmarks with different point counts).
+        """
+        if stage:
+            names = detections.stage.copy()
+            names[names == ""] = stage
+            detections = dataclasses.replace(detections, stage=names)
+        self.detections = detections if replace else Detections.merge([self.detections, detections])
 
     @property
     def height(self) -> int:

@@ -58,6 +58,7 @@ hookimpl = pluggy.HookimplMarker("streamcnn")
 SourceEvent = Literal["disconnected", "reconnected"]
 SourceEvent.__doc__ = """The ``event`` of `streamcnn_source_event`: ``"disconnected"`` or ``"reconnected"``."""
 
+# the hook names by kind, lifecycle ones in the order a pipeline calls them (``streamcnn plugins`` lists them so)
 LIFECYCLE_HOOKS = (
     "streamcnn_pipeline_started", "streamcnn_source_event", "streamcnn_frame_done", "streamcnn_pipeline_stopped",
 )

@@ -1,14 +1,15 @@
 """`ModelStage`: the base of stages built around ONNX models (shared model resolution and sessions).
 
 A subclass's ``Params`` extends `ModelParams` (``model``: path or registry name; ``device``:
-``auto | cpu | cuda | cuda:N``); ``streamcnn validate`` checks the model file is there (or
-downloadable) through `ModelStage.check`, and `ModelStage.load_model` resolves it through the
-registry and returns the process-wide shared session plus the registry's decode parameters.
+``auto | cpu | cuda | cuda:N``). `ModelStage.models` names the stage's models by role (default:
+the one ``model``); ``streamcnn validate`` checks each is of a family the stage runs and is there
+(or downloadable) through `ModelStage.check`, and `ModelStage.load_model` / `load_models` resolve
+them through the registry and return the process-wide shared sessions plus the registry's decode
+parameters.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import onnxruntime as ort
@@ -16,7 +17,7 @@ from pydantic import field_validator
 
 from ._ortcheck import installed_ort_distributions
 from .api import Context, Field, Params, Stage
-from .registry import check_model, lookup, registry, resolve_model
+from .registry import FamilyMismatch, check_model, family_mismatch, resolve_model
 from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 
 
@@ -43,39 +44,96 @@ class ModelParams(DeviceParams):
     model: str = Field(description="ONNX file path or registry name")
 
 
-def _a(word: str) -> str:
-    return ("an " if word[:1].lower() in "aeiou" else "a ") + " / ".join([word])
-
-
 class ModelStage(Stage):
-    """A stage around one (or more) ONNX models.
+    """A stage around one or more ONNX models, resolved, checked and loaded by the core.
 
-    ``families``: the registry families this stage can run (e.g. ``("yolo",)``); a registry model of
-    another family is a configuration error at ``validate`` time. Empty = any.
+    Class attributes:
+        families: the registry families this stage runs (e.g. ``("yolo",)``); a registry model of
+            another family is a configuration error at ``validate`` time (`family_error`). Empty = any.
+        fits: what to use instead, ending the wrong-family message (default: ``registry models
+            that fit: ...``, the registry's models of ``families``).
+
+    A stage with several models overrides `models` (role → model); `check` then checks each of
+    them and `load_models` loads them all::
+
+        class PairStage(ModelStage):
+            class Params(ModelParams):
+                model: str = Field("encoder.onnx", description="encoder: path or registry name")
+                decoder: str = Field("decoder.onnx", description="decoder: path or registry name")
+
+            @classmethod
+            def models(cls, params):
+                return {"encoder": params.model, "decoder": params.decoder}
+
+            def __init__(self, params, ctx):
+                super().__init__(params, ctx)
+                loaded = self.load_models()
+                self.encoder, _ = loaded["encoder"]
+                self.decoder, _ = loaded["decoder"]
     """
 
     Params: ClassVar[type[ModelParams]] = ModelParams
     families: ClassVar[tuple[str, ...]] = ()
+    fits: ClassVar[str | None] = None
+
+    @classmethod
+    def models(cls, params: Any) -> dict[str, str]:
+        """The models these options name, by role, in loading order: ``{"model": params.model}``
+        unless a subclass says otherwise (e.g. ``{"predict": ..., "transform": ...}``). Used by
+        `check`, `load_model` and `load_models`. Raises nothing (options are validated already)."""
+        return {"model": params.model}
+
+    @classmethod
+    def family_mismatch(cls, model: str) -> FamilyMismatch | None:
+        """The registry's `FamilyMismatch` when ``model`` is a registry model of none of
+        ``families`` (by name or file name), else None (also when ``families`` is empty)."""
+        return family_mismatch(model, cls.families)
+
+    @classmethod
+    def family_error(cls, model: str) -> str | None:
+        """The user-facing "wrong model family" message for ``model`` (see `FamilyMismatch.message`,
+        ended by ``fits`` when set), or None when it fits. For ``check`` and for ``Params``
+        validators that want the error at parse time."""
+        mismatch = cls.family_mismatch(model)
+        return mismatch.message(cls.fits) if mismatch is not None else None
 
     @classmethod
     def check(cls, params: Any, ctx: Context) -> None:
-        """Raises ModelNotFoundError when the model is neither local nor downloadable, ValueError
-        when the registry says it is a model of another family than this stage runs."""
-        entry = lookup(params.model) or lookup(Path(str(params.model)).name)
-        if cls.families and entry is not None and entry.family not in cls.families:
-            fitting = sorted(e.name for e in registry().values() if e.family in cls.families)
-            raise ValueError(
-                f"model {params.model!r} is {_a(entry.family)} model (registry), not {_a(cls.families[0])} "
-                f"model; registry models that fit: {', '.join(fitting)}"
-            )
-        check_model(params.model, ctx.config_dir)
-
-    def load_model(self, model: str | None = None) -> tuple[ModelSession, dict[str, Any]]:
-        """The shared session for ``model`` (default ``params.model``) on ``params.device``, and the
-        registry parameters for it (``{}`` when unregistered).
+        """Every model of `models`: of a family this stage runs, and local or downloadable.
 
         Raises:
+            ValueError: the registry says a model is of another family than this stage runs.
+            ModelNotFoundError: a model is neither local nor downloadable.
+        """
+        names = list(cls.models(params).values())
+        for name in names:
+            msg = cls.family_error(name)
+            if msg:
+                raise ValueError(msg)
+        for name in names:
+            check_model(name, ctx.config_dir)
+
+    def load_model(self, model: str | None = None) -> tuple[ModelSession, dict[str, Any]]:
+        """The shared session for ``model`` (a path or registry name; default: the stage's only model,
+        ``params.model`` unless `models` says otherwise) on ``params.device``, and the registry
+        parameters for it (``{}`` when unregistered). The model is downloaded when needed.
+
+        Raises:
+            TypeError: no ``model`` given and `models` names several (use `load_models`).
             ModelNotFoundError, StreamcnnError (device/provider problems, invalid model file).
         """
-        path, reg = resolve_model(model or self.params.model, self.ctx.config_dir)
+        if model is None:
+            models = self.models(self.params)
+            if len(models) != 1:
+                raise TypeError(f"{type(self).__name__} has models {list(models)}: use load_models()")
+            model = next(iter(models.values()))
+        path, reg = resolve_model(model, self.ctx.config_dir)
         return get_session(path, self.params.device, stage=self.ctx.name), reg
+
+    def load_models(self) -> dict[str, tuple[ModelSession, dict[str, Any]]]:
+        """Every model of `models`, by role and in its order: (shared session, registry parameters).
+
+        Raises:
+            ModelNotFoundError, StreamcnnError: as `load_model`, for the first model that fails.
+        """
+        return {role: self.load_model(name) for role, name in self.models(self.params).items()}

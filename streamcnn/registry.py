@@ -11,7 +11,7 @@ Resolution order for ``resolve_asset(name)``:
 
 Registry names are file stems (``yolox_nano_coco_416``); the file name works too. Entries live
 in ``streamcnn/registry.yaml`` with URL (pinned to a commit), sha256, licence, family and decode
-parameters (sources: shared/models/MODELS.md, shared/media/MEDIA.md).
+parameters (origins, checksums, tensors and pre-processing verified against each file).
 """
 
 from __future__ import annotations
@@ -99,6 +99,75 @@ def lookup(name: str | Path) -> RegistryEntry | None:
         if entry.file == text:
             return entry
     return None
+
+
+# -- model families: which kind of network a registry model is, and who runs it ------------------
+#: The built-in stage that runs each registry model family (for "use the 'face_detect' stage" hints).
+FAMILY_STAGES: dict[str, str] = {
+    "yolo": "yolo", "face_detect": "face_detect", "landmarks": "landmarks", "embedding": "face_recognize",
+    "style": "style",
+}
+
+
+@dataclass(frozen=True)
+class FamilyMismatch:
+    """A registry model of another family than its user runs (from `family_mismatch`).
+
+    Attributes:
+        model: the model as given (registry name, file name or path).
+        entry: its registry entry (``entry.family`` is the family it has).
+        families: the families that would fit (never empty).
+    """
+
+    model: str
+    entry: RegistryEntry
+    families: tuple[str, ...]
+
+    @property
+    def fitting(self) -> list[str]:
+        """The registry models of the fitting families, sorted by name."""
+        return sorted(e.name for e in registry().values() if e.family in self.families)
+
+    @property
+    def stage(self) -> str | None:
+        """The built-in stage that runs the model's own family (`FAMILY_STAGES`), or None."""
+        return FAMILY_STAGES.get(self.entry.family)
+
+    def message(self, fits: str | None = None) -> str:
+        """The user-facing message for a stage's ``model`` option, e.g. ``model 'yolox_nano_coco_416' is a
+        yolo model (registry), not a face_detect model; registry models that fit: ...; for
+        yolox_nano_coco_416 use the 'yolo' stage``.
+
+        Args:
+            fits: what to use instead (replaces ``registry models that fit: ...``).
+        """
+        from .words import a_an
+
+        fits = fits or f"registry models that fit: {', '.join(self.fitting)}"
+        use = f"; for {self.entry.name} use the '{self.stage}' stage" if self.stage else ""
+        return (f"model {self.model!r} is {a_an(self.entry.family)} model (registry), not "
+                f"{a_an(self.families[0])} model; {fits}{use}")
+
+
+def family_mismatch(model: str | Path, families: tuple[str, ...] | list[str]) -> FamilyMismatch | None:
+    """The one "wrong model family" check: is ``model`` a registry model of none of ``families``?
+
+    The registry entry is found by name, or by the file name of a path (``./x/yunet_n_dynamic.onnx``).
+
+    Args:
+        model: registry name, file name or path.
+        families: the families that fit; empty = any.
+
+    Returns:
+        A `FamilyMismatch`, or None when ``families`` is empty, the model is not in the registry, its
+        entry has no family, or its family is one of ``families``.
+    """
+    if not families:
+        return None
+    entry = lookup(model) or lookup(Path(str(model)).name)
+    if entry is None or not entry.family or entry.family in families:
+        return None
+    return FamilyMismatch(str(model), entry, tuple(families))
 
 
 def asset_dirs() -> list[Path]:

@@ -5,7 +5,7 @@ logger ``streamcnn.runtime``, the execution provider the session actually uses, 
 
     stage 'edges': model edges:vertical on CPUExecutionProvider
 
-Provider choice (measured behaviour: shared/research/deps.md, section 1.3):
+Provider choice (measured behaviour of the ``onnxruntime`` and ``onnxruntime-gpu`` wheels):
 
 * ``get_available_providers()`` is a list fixed when the ORT package was built, not a check of
   the machine, so the provider in use is always read back from the created session's
@@ -111,7 +111,7 @@ def parse_device(device: str) -> tuple[str, int | None]:
 
 
 def _has_cuda_driver() -> bool:
-    """True when the NVIDIA driver library ``libcuda.so.1`` can be loaded (deps.md 1.3)."""
+    """True when the NVIDIA driver library ``libcuda.so.1`` can be loaded."""
     try:
         ctypes.CDLL("libcuda.so.1")
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def media(assets: Path, name: str) -> Path:
     path = assets / "media" / name
     if not path.is_file():
         pytest.skip(f"real media file {path} not found")
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` (dedented, leading newline dropped) to ``path``; returns ``path``."""
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamcnn import Context, Detections, Frame
+from streamcnn import FACE_CLASS, Context, Detections, Frame
 from streamcnn_plugins.annotate import AnnotateStage, class_color, draw_label, label_box
 
 NAMES = ["person", "bicycle", "car"]
@@ -28,7 +28,7 @@ def test_the_most_confident_label_is_drawn_on_top():
     weak = _label(24, 44, 200, 120, "bicycle", 0.5)
     assert weak[0] <= x2 and weak[1] <= y2  # the two labels do overlap
     patch = img[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3)
-    top, hidden = np.array(class_color(0)), np.array(class_color(1))
+    top, hidden = np.array(class_color("person")), np.array(class_color("bicycle"))
     assert not (patch == hidden).all(axis=1).any()
     assert (patch == top).all(axis=1).mean() > 0.6  # the rest is the black text
     # no box line crosses the label either: boxes are drawn before any label
@@ -45,6 +45,30 @@ def test_labels_at_the_right_and_bottom_edges_stay_whole():
         assert 0 <= x1 and x2 < w and 0 <= y1 and y2 < h
         # the label in the image is pixel for pixel the label drawn with room to spare
         ref = reference.copy()
-        rx1, ry1, rx2, ry2 = draw_label(ref, text, 100, 50, class_color(cid))
+        rx1, ry1, rx2, ry2 = draw_label(ref, text, 100, 50, class_color(NAMES[cid]))
         assert (rx2 - rx1, ry2 - ry1) == (x2 - x1, y2 - y1)
         np.testing.assert_array_equal(img[y1:y2 + 1, x1:x2 + 1], ref[ry1:ry2 + 1, rx1:rx2 + 1])
+
+
+def test_persons_and_faces_from_two_stages_are_both_drawn():
+    """Merged rows: persons without landmarks or identity (empty values), faces with both."""
+    persons = Detections(np.array([[10, 40, 90, 110]], np.float32), [0.9], [0], NAMES)
+    faces = Detections(np.array([[120, 40, 160, 80]], np.float32), [0.8], [0], [FACE_CLASS],
+                       landmarks=np.array([[[130, 55], [150, 55], [140, 62], [132, 70], [148, 70]]], np.float32),
+                       identity=np.array(["obama"], object), similarity=[0.75])
+    det = Detections.merge([persons, faces])
+    assert np.isnan(det.landmarks[0]).all() and det.identity[0] is None  # what annotate must cope with
+    stage = AnnotateStage(AnnotateStage.Params(), Context("annotate", "t"))
+    img = stage.process(Frame(np.zeros((120, 200, 3), np.uint8), 0, 0.0, detections=det)).image
+    person, face = np.array(class_color("person")), np.array(class_color(FACE_CLASS))
+    assert not (person == face).all()  # one colour per class name, not per (shared) class id 0
+    # each box's colour on its own left edge, below the labels
+    assert (img[60:100, 10] == person).all(axis=1).all() and (img[60:75, 120] == face).all(axis=1).all()
+    # the person's label is "person 0.90" (no identity), the face's label is its identity
+    for text, (x1, y1), color in (("person 0.90", (10, 40), person), ("obama 0.75", (120, 40), face)):
+        ref = np.zeros((120, 200, 3), np.uint8)
+        lx1, ly1, lx2, ly2 = draw_label(ref, text, x1, y1, tuple(int(c) for c in color))
+        np.testing.assert_array_equal(img[ly1:ly2 + 1, lx1:lx2 + 1], ref[ly1:ly2 + 1, lx1:lx2 + 1])
+    # the face's landmarks are drawn (nose tip), none for the person (inside its box: black)
+    assert (img[62, 140] == face).all()
+    assert (img[70:100, 30:70] == 0).all()

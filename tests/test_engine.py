@@ -233,8 +233,9 @@ def test_raising_hook_is_reported_with_plugin_names(tmp_path):
         """)
     res = run_cli("run", str(cfg))
     assert res.returncode == 0, res.stderr
-    assert "hook streamcnn_frame_done (plugins: " in res.stderr
-    assert "raised on frame 1: RuntimeError: hook boom at " in res.stderr and "Traceback" not in res.stderr
+    assert f"pipeline 'cam': hook streamcnn_frame_done of plugin '{tmp_path / 'bad.py'}' raised on frame 1: " \
+           f"RuntimeError: hook boom at {tmp_path / 'bad.py'}:" in res.stderr
+    assert "Traceback" not in res.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
 
 
@@ -313,8 +314,10 @@ def test_pipeline_placeholder_in_output_paths_and_raising_stop_hook(tmp_path):
     assert res.returncode == 0, res.stderr
     assert len((tmp_path / "out" / "a.jsonl").read_text().splitlines()) == 3
     assert len((tmp_path / "out" / "b.jsonl").read_text().splitlines()) == 4
-    assert "hook streamcnn_pipeline_stopped (plugins: " in res.stderr
-    assert "raised: ValueError: stop hook boom at " in res.stderr and "Traceback" not in res.stderr
+    for name in "ab":
+        assert f"pipeline '{name}': hook streamcnn_pipeline_stopped of plugin '{tmp_path / 'hooks.py'}' raised: " \
+               f"ValueError: stop hook boom at {tmp_path / 'hooks.py'}:" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_default_pipelines_on_a_fresh_offline_machine(tmp_path):

@@ -6,6 +6,7 @@ Models and photos come from STREAMCNN_ASSETS (shared/models, shared/media; facts
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamcnn import Context, Detections, Frame, StreamcnnError
+from streamcnn import FACE_CLASS, FACE_POINTS, Context, Detections, Frame, StreamcnnError
 from streamcnn.facedb import (
     DEFAULT_COSINE_THRESHOLD,
     RECIPE,
@@ -424,6 +425,30 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path):
 
 
 # ------------------------------------------------------------- review fixes (validate, CLI, DB)
+
+
+def test_five_points_are_taken_per_row():
+    """Each face row takes its 5 points from the first source that has them; NaN rows do not count."""
+    kps = np.full((3, 5, 2), np.nan, np.float32)
+    kps[0] = 1.0  # row 0: the detector's points kept by a landmarks stage
+    lm = np.full((3, 68, 2), 2.0, np.float32)
+    lm[:, 30] = 3.0  # the nose tip
+    det = Detections(np.zeros((3, 4)), [0.9] * 3, [0] * 3, [FACE_CLASS], landmarks=lm, data={FACE_POINTS: kps})
+    pts = five_points(det)
+    assert pts.shape == (3, 5, 2) and pts.dtype == np.float32
+    assert (pts[0] == 1).all() and (pts[1:, [0, 1, 3, 4]] == 2).all() and (pts[1:, 2] == 3).all()
+    lm[2] = np.nan  # row 2 has nothing usable
+    with pytest.raises(StreamcnnError, match=r"needs 5 face landmarks .* no usable landmarks on 1 of 3 faces"):
+        five_points(dataclasses.replace(det, landmarks=lm))
+    with pytest.raises(StreamcnnError, match="the detections have no landmarks"):
+        five_points(Detections(np.zeros((1, 4)), [0.9], [0], [FACE_CLASS]))
+
+
+def test_face_detector_returns_detections(yunet):
+    det = yunet.detect(_img("obama_and_biden.jpg"))
+    assert isinstance(det, Detections) and len(det) == 3 and det.class_name == [FACE_CLASS] * 3
+    assert det.landmarks.shape == (3, 5, 2) and list(det.stage) == [""] * 3  # the stage names its rows
+    assert (np.diff(det.conf) <= 0).all()  # best first
 
 
 def _validate(tmp_path: Path, stages_yaml: str) -> str | None:

@@ -231,8 +231,8 @@ def test_yunet_decode_matches_opencv_facedetectoryn(assets):
         ref_xyxy = np.concatenate([ref[:, :2], ref[:, :2] + ref[:, 2:4]], axis=1)
         ref_xyxy = np.clip(ref_xyxy, 0, [w, h, w, h])  # streamcnn clips boxes to the frame, OpenCV does not
         np.testing.assert_allclose(ours.xyxy, ref_xyxy, atol=0.5, err_msg=name)
-        np.testing.assert_allclose(ours.kps.reshape(-1, 10), ref[:, 4:14], atol=0.5, err_msg=name)
-        np.testing.assert_allclose(ours.score, ref[:, 14], atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(ours.landmarks.reshape(-1, 10), ref[:, 4:14], atol=0.5, err_msg=name)
+        np.testing.assert_allclose(ours.conf, ref[:, 14], atol=1e-3, err_msg=name)
         compared += len(ref)
     assert compared >= 10
 

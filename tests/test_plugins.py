@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import textwrap
+import typing
 
+import numpy as np
 import pytest
 
+import streamcnn
+from streamcnn import Frame, PipelineInfo, redact
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
 from streamcnn.errors import ConfigError, PluginError
-from streamcnn.pluginmanager import PluginRef, Plugins, load_plugins
+from streamcnn.hookspecs import TYPE_HOOKS
+from streamcnn.pluginmanager import PluginRef, Plugins, call_hook, hook_failure, load_plugins
 
 from .conftest import run_cli
 
@@ -165,29 +172,227 @@ def test_builtins_come_from_the_entry_point_group():
 
 def test_lifecycle_hooks_are_called(tmp_path):
     write(tmp_path / "hooks.py", """
-        import json, streamcnn
+        import json, threading, streamcnn
         EVENTS = []
 
+        def thread():
+            return threading.current_thread().name
+
         @streamcnn.hookimpl
-        def streamcnn_pipeline_started(pipeline, config):
-            EVENTS.append(["started", pipeline])
+        def streamcnn_pipeline_started(pipeline, info):
+            EVENTS.append(["started", pipeline, info, thread()])
 
         @streamcnn.hookimpl
         def streamcnn_frame_done(pipeline, frame):
-            EVENTS.append(["frame", pipeline, frame.index])
+            EVENTS.append(["frame", pipeline, frame.index, thread()])
 
         @streamcnn.hookimpl
         def streamcnn_pipeline_stopped(pipeline, stats):
-            EVENTS.append(["stopped", pipeline, stats["frames"]])
+            EVENTS.append(["stopped", pipeline, stats["frames"], thread()])
         """)
     cfg = write(tmp_path / "p.yaml", """
         plugins: [./hooks.py]
         pipelines:
-          a: {source: {uri: pattern, size: 16x16, frames: 3}}
+          a:
+            source: {uri: pattern, size: 16x16, frames: 3}
+            stages: [{edges: {}}]
+            sinks: [{null: {}}]
         """)
     config = load_config(cfg)
     Engine(config).run()
     mod = next(r for r in config.plugins.records if r.name.endswith("hooks.py"))
     events = config.plugins.pm.get_plugin(mod.name).EVENTS
-    assert events == [["started", "a"], ["frame", "a", 0], ["frame", "a", 1], ["frame", "a", 2],
-                      ["stopped", "a", 3]]
+    info = events[0][2]
+    assert isinstance(info, PipelineInfo)
+    assert (info.name, info.source, info.stages, info.sinks) == ("a", "pattern", ("edges",), ("null",))
+    assert events == [["started", "a", info, "pipeline-a"], ["frame", "a", 0, "pipeline-a"],
+                      ["frame", "a", 1, "pipeline-a"], ["frame", "a", 2, "pipeline-a"],
+                      ["stopped", "a", 3, "pipeline-a"]]
+
+
+HOOK_OK = """
+    import streamcnn
+    CALLS = []
+
+    @streamcnn.hookimpl
+    def streamcnn_pipeline_started(pipeline):
+        CALLS.append(pipeline)
+    """
+
+HOOK_RAISES = """
+    import streamcnn
+
+    def _lookup(name):
+        return {}[name]
+
+    @streamcnn.hookimpl
+    def streamcnn_pipeline_started(pipeline, info):
+        _lookup(info.source)
+    """
+
+
+def _two_hook_plugins(tmp_path):
+    """Plugins with two implementations of streamcnn_pipeline_started: bad.py (raises, loaded first,
+    so called last) and good.py."""
+    bad, good = write(tmp_path / "bad.py", HOOK_RAISES), write(tmp_path / "good.py", HOOK_OK)
+    plugins = Plugins()
+    for f in (bad, good):
+        plugins.load_ref(PluginRef(str(f)))
+    return plugins, bad, good
+
+
+def test_a_failing_hook_names_only_the_plugin_that_raised(tmp_path, caplog):
+    plugins, bad, good = _two_hook_plugins(tmp_path)
+    caller = plugins.pm.hook.streamcnn_pipeline_started
+    logger = logging.getLogger("streamcnn.a")
+    info = PipelineInfo("a", "rtsp://admin:secret@192.0.2.10/live", ("edges",), ())
+    with caplog.at_level(logging.ERROR, logger="streamcnn.a"):
+        msg = call_hook(caller, logger, "pipeline 'a'", pipeline="a", info=info)
+    assert msg == (f"pipeline 'a': hook streamcnn_pipeline_started of plugin '{bad}' raised: "
+                   f"KeyError: 'rtsp://***@192.0.2.10/live' at {bad}:4")
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [("streamcnn.a", "ERROR", msg)]
+    assert str(good) not in msg
+    assert plugins.pm.get_plugin(str(good)).CALLS == ["a"]  # called first (pluggy: last registered first)
+    # the engine's per-frame path builds the message itself (no wrapper per frame)
+    try:
+        caller(pipeline="b", info=info)
+    except KeyError as exc:
+        assert hook_failure(caller, exc, " on frame 7") == (
+            f"hook streamcnn_pipeline_started of plugin '{bad}' raised on frame 7: KeyError: "
+            f"'rtsp://***@192.0.2.10/live' at {bad}:4")
+    else:
+        raise AssertionError("the hook did not raise")
+    assert call_hook(plugins.pm.hook.streamcnn_pipeline_stopped, logger, "pipeline 'a'", pipeline="a",
+                     stats={}) is None
+
+
+def test_a_hook_failure_pluggy_raises_names_every_implementing_plugin(tmp_path):
+    plugins, bad, good = _two_hook_plugins(tmp_path)
+    with pytest.warns(UserWarning, match="'info'"):
+        msg = call_hook(plugins.pm.hook.streamcnn_pipeline_started, logging.getLogger("streamcnn.a"), "",
+                        pipeline="a")  # no info: pluggy raises before the implementation runs
+    assert msg.startswith(f"hook streamcnn_pipeline_started of one of the plugins '{good}', '{bad}' raised: "
+                          "HookCallError: ")
+
+
+def test_a_failing_hook_in_a_pipeline_names_only_its_plugin(tmp_path, caplog):
+    write(tmp_path / "bad.py", HOOK_RAISES)
+    write(tmp_path / "good.py", HOOK_OK)
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./bad.py, ./good.py]
+        pipelines:
+          a: {source: {uri: pattern, size: 16x16, frames: 2}}
+        """)
+    config = load_config(cfg)
+    with caplog.at_level(logging.ERROR, logger="streamcnn.a"):
+        stats = Engine(config).run()
+    assert stats[0].frames == 2 and stats[0].error is None  # never fatal
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"pipeline 'a': hook streamcnn_pipeline_started of plugin '{tmp_path / 'bad.py'}' raised: "
+                      f"KeyError: 'pattern' at {tmp_path / 'bad.py'}:4"]
+
+
+
+@pytest.mark.parametrize("on_error", ["skip", "stop"])
+def test_a_failing_frame_done_stops_the_pipeline_only_under_on_error_stop(tmp_path, caplog, on_error):
+    f = write(tmp_path / "fd.py", """
+        import streamcnn
+
+        @streamcnn.hookimpl
+        def streamcnn_frame_done(frame):
+            raise ValueError(f"no slot for frame {frame.index}")
+        """)
+    cfg = write(tmp_path / "p.yaml", f"""
+        plugins: [./fd.py]
+        pipelines:
+          a: {{source: {{uri: pattern, size: 16x16, frames: 3}}, on_error: {on_error}}}
+        """)
+    with caplog.at_level(logging.ERROR, logger="streamcnn.a"):
+        stats = Engine(load_config(cfg)).run()[0]
+    msg = [f"pipeline 'a': hook streamcnn_frame_done of plugin '{f}' raised on frame {i}: ValueError: "
+           f"no slot for frame {i} at {f}:5" for i in range(3)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    if on_error == "stop":
+        assert (stats.frames, stats.error) == (1, msg[0])
+        assert errors == [msg[0]]
+    else:
+        assert (stats.frames, stats.error) == (3, None)
+        assert errors == msg
+
+def test_plugins_command_lists_lifecycle_only_plugins(tmp_path):
+    hooks = write(tmp_path / "hooks.py", """
+        import streamcnn
+
+        @streamcnn.hookimpl
+        def streamcnn_frame_done(frame):
+            pass
+
+        @streamcnn.hookimpl
+        def streamcnn_pipeline_started(pipeline):
+            pass
+        """)
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./hooks.py]
+        pipelines:
+          a: {source: pattern}
+        """)
+    res = run_cli("plugins", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    rows = [x.split() for x in res.stdout.splitlines() if str(hooks) in x]
+    assert rows == [["hook", "streamcnn_pipeline_started", "file", str(hooks), "loaded"],
+                    ["hook", "streamcnn_frame_done", "file", str(hooks), "loaded"]]
+    assert res.stdout.splitlines()[0].split() == ["KIND", "NAME", "FROM", "STATUS"]
+
+
+def test_trace_plugins_logs_one_line_per_hook_call(tmp_path, monkeypatch, caplog):
+    f = write(tmp_path / "my_plugins.py", BRIGHTEN + """
+@streamcnn.hookimpl
+def streamcnn_frame_done(frame):
+    pass
+""")
+    trace = "streamcnn.plugins.trace"
+    caplog.set_level(logging.INFO, logger=trace)
+    load_plugins([PluginRef(str(f))])
+    assert [r for r in caplog.records if r.name == trace] == []  # off unless asked for
+
+    monkeypatch.setenv("STREAMCNN_TRACE_PLUGINS", "1")
+    plugins = load_plugins([PluginRef(str(f))])
+    lines = [r.getMessage() for r in caplog.records if r.name == trace]
+    assert all(r.levelname == "INFO" for r in caplog.records if r.name == trace)
+    # the type hooks, once per plugin as it loads (the built-ins' too)
+    assert f"streamcnn_stage_types() on thread MainThread -> '{f}'" in lines
+    assert "streamcnn_stage_types() on thread MainThread -> 'edges'" in lines
+    assert len(lines) == sum(len(getattr(plugins.pm.hook, h).get_hookimpls()) for h in TYPE_HOOKS)
+    assert all(line.split("(")[0] in TYPE_HOOKS for line in lines)
+
+    caplog.clear()
+    hook = plugins.pm.hook
+    image = np.zeros((4, 4, 3), np.uint8)
+    for i in range(3):
+        hook.streamcnn_frame_done(pipeline="a", frame=Frame(image, i, i / 25))
+    hook.streamcnn_source_event(pipeline="a", source="rtsp://***@cam/1", event="disconnected",
+                                detail={"source": "rtsp://***@cam/1", "reason": "rtsp://u:p@cam/1 timed out"})
+    hook.streamcnn_pipeline_stopped(pipeline="a", stats={"frames": 3, "error": None})
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        *[(trace, "INFO", f"streamcnn_frame_done(pipeline='a', frame=Frame(index={i})) on thread MainThread "
+                          f"-> '{f}'") for i in range(3)],
+        (trace, "INFO", "streamcnn_source_event(pipeline='a', source='rtsp://***@cam/1', event='disconnected', "
+                        "detail={'reason': 'rtsp://***@cam/1 timed out', 'source': 'rtsp://***@cam/1'}) "
+                        "on thread MainThread -> (no plugin implements it)"),
+        (trace, "INFO", "streamcnn_pipeline_stopped(pipeline='a', stats={'error': None, 'frames': 3}) "
+                        "on thread MainThread -> (no plugin implements it)"),
+    ]
+
+
+def test_pipeline_info_never_holds_credentials():
+    info = PipelineInfo("cam", "rtsp://user:pass@192.0.2.7:554/stream1?channel=1&password=hunter2",
+                        ["yolo", "annotate"], ["video"], 25.0)
+    assert info == PipelineInfo("cam", "rtsp://***@192.0.2.7:554/stream1?channel=1&password=***",
+                                ("yolo", "annotate"), ("video",), 25.0)
+    assert "pass@" not in repr(info) and "hunter2" not in repr(info)
+    assert info.source == redact("rtsp://user:pass@192.0.2.7:554/stream1?channel=1&password=hunter2")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.source = "rtsp://user:pass@192.0.2.7/"  # type: ignore[misc]
+    assert streamcnn.PipelineInfo is PipelineInfo and "PipelineInfo" in streamcnn.__all__
+    assert typing.get_args(streamcnn.SourceEvent) == ("disconnected", "reconnected")
+    assert "SourceEvent" in streamcnn.__all__ and streamcnn.SourceEvent.__doc__

@@ -316,3 +316,62 @@ def test_feed_name_errors() -> None:
         ms.run({"a": a, "b": a}, output_names=["z"])
     (c,) = ms.run({"a": a, "b": a})
     np.testing.assert_array_equal(c, [2, 4])
+
+
+# --- ModelStage: several models, one family check ------------------------------------------------
+
+def _pair_stage():
+    from streamcnn import Context, Field, ModelParams, ModelStage
+
+    class PairStage(ModelStage):
+        families = ("face_detect",)
+
+        class Params(ModelParams):
+            model: str = Field(description="first model")
+            second: str = Field(description="second model")
+
+        @classmethod
+        def models(cls, params):
+            return {"first": params.model, "second": params.second}
+
+    return PairStage, Context
+
+
+def test_a_model_stage_with_two_models_checks_and_loads_both(tmp_path, model_file):
+    from streamcnn import ModelNotFoundError
+
+    other = tmp_path / "other.onnx"
+    other.write_bytes(two_input_model())
+    PairStage, Context = _pair_stage()
+    ctx = Context("pair", "p", tmp_path)
+    params = PairStage.Params(model="tiny.onnx", second="other.onnx", device="cpu")
+    PairStage.check(params, ctx)
+    stage = PairStage(params, ctx)
+    loaded = stage.load_models()
+    assert list(loaded) == ["first", "second"]
+    assert loaded["first"][0].path == model_file.resolve() and loaded["second"][0].path == other.resolve()
+    assert loaded["first"][1] == {} and loaded["second"][0] is get_session(other, "cpu")
+    with pytest.raises(TypeError, match=r"PairStage has models \['first', 'second'\]: use load_models\(\)"):
+        stage.load_model()
+    assert stage.load_model("other.onnx")[0] is loaded["second"][0]
+    with pytest.raises(ModelNotFoundError, match="'missing.onnx' not found"):
+        PairStage.check(PairStage.Params(model="tiny.onnx", second="missing.onnx"), ctx)
+    with pytest.raises(ValueError) as info:  # the family is checked for every role, before presence
+        PairStage.check(PairStage.Params(model="tiny.onnx", second="mobilefacenet_128d"), ctx)
+    assert str(info.value).startswith("model 'mobilefacenet_128d' is an embedding model (registry), not a "
+                                      "face_detect model; registry models that fit: scrfd_2.5g_bnkps, ")
+    assert str(info.value).endswith("; for mobilefacenet_128d use the 'face_recognize' stage")
+
+
+def test_the_family_check_finds_paths_by_file_name_and_ignores_what_it_cannot_tell(tmp_path):
+    from streamcnn import FamilyMismatch, family_mismatch
+
+    m = family_mismatch(tmp_path / "yunet_n_dynamic.onnx", ("yolo",))
+    assert isinstance(m, FamilyMismatch) and m.entry.name == "yunet_n_dynamic" and m.stage == "face_detect"
+    assert m.fitting == ["yolo-fastestv2_coco_352", "yolov8n_coco_640_int8", "yolox_nano_coco_416"]
+    assert m.message("use a detector") == (f"model '{tmp_path / 'yunet_n_dynamic.onnx'}' is a face_detect model "
+                                           "(registry), not a yolo model; use a detector; for yunet_n_dynamic use "
+                                           "the 'face_detect' stage")
+    assert family_mismatch("yunet_n_dynamic", ("face_detect", "landmarks")) is None
+    assert family_mismatch("yunet_n_dynamic", ()) is None  # empty: any family
+    assert family_mismatch("my_own.onnx", ("yolo",)) is None  # unregistered: nothing to tell

@@ -379,8 +379,9 @@ def test_validate_rejects_a_style_image_that_is_not_a_picture(models, assets, tm
 
 
 @pytest.mark.parametrize("yaml_text, message", [
-    ("model: yolox_nano_coco_416\n", "yolox_nano_coco_416 is not a style model (registry family yolo)"),
-    ("model: mobilefacenet_128d\n", "mobilefacenet_128d is not a style model (registry family embedding)"),
+    ("model: yolox_nano_coco_416\n", "model 'yolox_nano_coco_416' is a yolo model (registry), not a style model; "
+     "the style stage runs style_multistyle26"),
+    ("model: mobilefacenet_128d\n", "model 'mobilefacenet_128d' is an embedding model (registry), not a style model"),
     ("style: true\n", "style must be a style index (0, 1, ...) or {index: weight}, not true/false"),
     ("style: {true: 1}\n", "not true/false"),
     ("size: 5000\n", "size: expected an integer"),
@@ -393,6 +394,26 @@ def test_wrong_model_and_out_of_range_options_are_config_errors(tmp_path, yaml_t
     assert message in msg and len(msg.splitlines()) == 1, msg
     if "not a style model" in msg:
         assert "style_multistyle26" in msg and "style_arbitrary" in msg and "predict half" not in msg
+
+
+def test_a_model_of_another_family_gets_the_core_message_with_the_style_advice(tmp_path):
+    msg = _errors(tmp_path, "model: [style_arbitrary_predict, pfld68_112]\nstyle_image: starry_night.jpg\n")
+    assert msg == (
+        "bad.yaml:5:9: pipelines.p.stages[0].style: model 'pfld68_112' is a landmarks model (registry), not a style "
+        "model; the style stage runs style_multistyle26 (26 built-in styles: style: N) or style_arbitrary (any "
+        "picture: style_image: FILE), or an .onnx file of the same kind; for pfld68_112 use the 'landmarks' stage"
+    )
+    assert StyleStage.family_error("style_arbitrary_transform") is None
+
+
+def test_the_style_stage_names_its_models_by_role():
+    assert StyleStage.models(StyleStage.Params()) == {"model": "style_multistyle26"}
+    assert StyleStage.models(StyleStage.Params(**STARRY)) == {
+        "predict": "style_arbitrary_predict", "transform": "style_arbitrary_transform"}
+    assert StyleStage.models(StyleStage.Params(model="style_arbitrary_transform", **STARRY)) == {
+        "predict": "style_arbitrary_predict", "transform": "style_arbitrary_transform"}
+    assert StyleStage.models(StyleStage.Params(model=("a.onnx", "b.onnx"), **STARRY)) == {
+        "predict": "a.onnx", "transform": "b.onnx"}
 
 
 def test_device_cuda_on_the_cpu_build_is_a_config_error(tmp_path):

@@ -6,7 +6,8 @@
    sink) through streamcnn's Engine vs a bare loop making the same calls (read → the same three
    stage objects' ``process``), side by side with the ratio (target ≥ 0.97).
 
-Usage: ``STREAMCNN_ASSETS=../shared python tools/bench_faces.py [--repeat 3] [--iters 30]``.
+Usage: ``STREAMCNN_ASSETS=DIR python tools/bench_faces.py [--repeat 3] [--iters 30]``, DIR holding the
+registry's models and media.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def make_db(path: Path, det: FaceDetector, emb: FaceEmbedder) -> None:
     for name in ("obama", "biden"):
         img = cv2.imread(str(resolve_asset(f"{name}.jpg")))
         r = det.detect(img)
-        db.set_person(name, emb.embed(img, r.kps[:1]))
+        db.set_person(name, emb.embed(img, r.landmarks[:1]))
     db.save(path)
 
 
@@ -49,9 +50,9 @@ def per_face(det: FaceDetector, emb: FaceEmbedder, lm: LandmarksStage, iters: in
         img = cv2.imread(str(resolve_asset(name)))
         r = det.detect(img)
         n = len(r)
-        faces, _ = arcface_align(img, r.kps)
+        faces, _ = arcface_align(img, r.landmarks)
         t_det = median_ms(lambda: det.detect(img), iters)  # noqa: B023
-        t_align = median_ms(lambda: arcface_align(img, r.kps), iters) / n  # noqa: B023
+        t_align = median_ms(lambda: arcface_align(img, r.landmarks), iters) / n  # noqa: B023
         t_emb = median_ms(lambda: emb.embed_aligned(faces), iters) / n  # noqa: B023
         t_lm = median_ms(lambda: lm.points(img, r.xyxy), iters) / n  # noqa: B023
         total = t_det / n + t_align + t_emb

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..api import Sink, Source, Stage, StreamInfo
+from ..api import PipelineInfo, Sink, Source, Stage, StreamInfo
 from ..config import PipelineConfig
-from ..errors import StageError, StreamcnnError, where
+from ..errors import StageError, StreamcnnError
 from ..frame import Frame
+from ..pluginmanager import call_hook, hook_failure
 from ..redact import redact
 from .buffer import BufferClosed, BufferEmpty
 from .reader import SourceReader
@@ -88,9 +89,10 @@ class PipelineRun:
         return self.cfg.optional and not self.insist and isinstance(exc, FileNotFoundError)
 
     def _on_source_event(self, event: str, detail: dict[str, Any]) -> None:
-        self.hook.streamcnn_source_event(
-            pipeline=self.name, source=str(detail.get("source", "")), event=event, detail=detail
-        )
+        # on the reader thread: a plugin that raises is logged (by name) and never reaches the reader
+        call_hook(self.hook.streamcnn_source_event, logging.getLogger(f"streamcnn.{self.name}"),
+                  f"pipeline '{self.name}'", pipeline=self.name, source=str(detail.get("source", "")),
+                  event=event, detail=detail)
 
     # -- the thread body ---------------------------------------------------------------------
     def run(self) -> None:
@@ -114,7 +116,9 @@ class PipelineRun:
                 return
             self.reader.start()
             plog.info("pipeline '%s': reading %s (policy %s)", name, source.id, policy)
-            self._call_hook("streamcnn_pipeline_started", plog, pipeline=name, config=self.cfg)
+            info = PipelineInfo(name, source.id, tuple(c.type_name for c in self.cfg.stages),
+                                tuple(c.type_name for c in self.cfg.sinks), self.reader.fps)
+            self._call_hook("streamcnn_pipeline_started", plog, pipeline=name, info=info)
             self._loop(stages, sinks, plog)
             if self.reader.error is not None:
                 raise self.reader.error
@@ -153,13 +157,8 @@ class PipelineRun:
             self._call_hook("streamcnn_pipeline_stopped", plog, pipeline=name, stats=self.stats.as_dict())
 
     def _call_hook(self, hook_name: str, plog: logging.Logger, **kwargs: Any) -> None:
-        """Call a lifecycle hook; a plugin that raises is reported (plugins named), never fatal."""
-        caller = getattr(self.hook, hook_name)
-        try:
-            caller(**kwargs)
-        except Exception as exc:  # noqa: BLE001
-            impls = ", ".join(i.plugin_name for i in caller.get_hookimpls())
-            plog.error("pipeline '%s': hook %s (plugins: %s) raised: %s", self.name, hook_name, impls, _describe(exc))
+        """Call a lifecycle hook; a plugin that raises is reported by name, never fatal."""
+        call_hook(getattr(self.hook, hook_name), plog, f"pipeline '{self.name}'", **kwargs)
 
     def _loop(self, stages: list[tuple[str, Stage]], sinks: list[tuple[str, Sink]], plog: logging.Logger) -> None:
         reader = self.reader
@@ -208,9 +207,7 @@ class PipelineRun:
             try:
                 frame_done(pipeline=name, frame=frame)
             except Exception as exc:  # noqa: BLE001 - a lifecycle hook must not kill the run either
-                impls = ", ".join(i.plugin_name for i in self.hook.streamcnn_frame_done.get_hookimpls())
-                msg = f"pipeline '{name}': hook streamcnn_frame_done (plugins: {impls}) raised on frame {index}: " \
-                      f"{_describe(exc)}"
+                msg = f"pipeline '{name}': {hook_failure(frame_done, exc, f' on frame {index}')}"
                 if self.cfg.on_error == "stop":
                     raise StreamcnnError(msg) from exc
                 plog.error("%s", msg)
@@ -242,10 +239,6 @@ def _bad_output(frame: Any) -> str:
     img = frame.image
     what = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
     return f"frame.image must be a uint8 H×W×3 BGR array, got a {what}"
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}{where(exc)}"
 
 
 def _close(obj: Any, plog: logging.Logger, pipeline: str) -> None:

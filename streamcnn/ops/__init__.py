@@ -12,7 +12,6 @@ from .faces import (
     FACE_FORMATS,
     FORMAT_DEFAULTS,
     FaceDetector,
-    FaceResult,
     cell_centres,
     decode_scrfd,
     decode_ultraface_raw,
@@ -53,7 +52,7 @@ from .yolo import (
 )
 
 __all__ = [
-    "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "FaceResult", "Grid",
+    "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "Grid",
     "LetterboxInfo", "SquareCrops", "YOLO_FORMATS", "arcface_align", "blend", "box_area", "box_iou", "cell_centres",
     "centre_square", "clip_boxes", "crop", "cxcywh_to_xyxy", "decode_anchor_grid", "decode_fastestv2",
     "decode_scrfd", "decode_ultraface_raw", "decode_v5", "decode_v8", "decode_yolox", "decode_yunet",

@@ -4,11 +4,11 @@ Coordinates are *continuous* pixel coordinates: pixel (i, j) covers [i, i+1) × 
 point keeps its meaning under scaling (the convention of ``cv2.resize``). Landmark models that
 output points normalised to their crop (PFLD) map back with ``x = u·side + x0``.
 
-* `SquareCrops`: square crops of side ``scale·max(w, h)`` centred on each box (PFLD recipe,
-  MODELS.md §7-8). Parts outside the frame are **padded** with black, never clamped or stretched,
-  so the crop stays square and the mapping stays one similarity per face.
+* `SquareCrops`: square crops of side ``scale·max(w, h)`` centred on each box (PFLD recipe).
+  Parts outside the frame are **padded** with black, never clamped or stretched, so the crop
+  stays square and the mapping stays one similarity per face.
 * `arcface_align`: 5-point similarity alignment to the ArcFace 112×112 template (Deng et al.,
-  ArcFace, CVPR 2019; template from InsightFace ``face_align.py``, quoted in MODELS.md §9). The
+  ArcFace, CVPR 2019; template from InsightFace ``face_align.py``). The
   transform is estimated with OpenCV's ``estimateAffinePartial2D`` (4-DoF similarity); with a
   reprojection threshold that keeps every point an inlier its Levenberg-Marquardt refinement is
   the least-squares similarity (the Umeyama 1991 solution used by scikit-image/InsightFace).

@@ -5,7 +5,7 @@ Every decoder returns, for **all** rows of the head (no thresholding), in networ
 ``xyxy`` float32 (N, 4), ``score`` float32 (N,) in [0, 1] and ``kps`` float32 (N, 5, 2) or None.
 `select_faces` then thresholds, maps to frame pixels and runs NMS (`streamcnn.ops.nms`).
 
-Rules (source: shared/models/MODELS.md sections 4-6, written from each origin repository's demo):
+Rules (written from each origin repository's demo):
 
 * YuNet (libfacedetection.train ``tools/compare_inference.py``; OpenCV ``FaceDetectorYN``), strides
   8/16/32, one row per cell, row-major (``row = gy·W/s + gx``)::
@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
+from ..detections import FACE_CLASS, Detections
 from .boxes import nms
 from .letterbox import LetterboxInfo, letterbox
 from .yolo import make_grid
@@ -52,7 +52,7 @@ from .yolo import make_grid
 FaceFormat = Literal["yunet", "scrfd", "ultraface", "ultraface_raw"]
 FACE_FORMATS: tuple[str, ...] = ("yunet", "scrfd", "ultraface", "ultraface_raw")
 
-#: Per-format defaults: score threshold and NMS IoU (MODELS.md: YuNet cls·obj > 0.6 and IoU 0.45;
+#: Per-format defaults: score threshold and NMS IoU (as verified on real photos: YuNet cls·obj > 0.6 and IoU 0.45;
 #: SCRFD 0.5 / 0.4; UltraFace demo 0.7 / hard NMS 0.3).
 FORMAT_DEFAULTS: dict[str, dict[str, float]] = {
     "yunet": {"conf": 0.6, "iou": 0.45},
@@ -95,7 +95,7 @@ def ultraface_priors(width: int = 320, height: int = 240,
 
     Feature map of level k: ``fw = ceil(width/s_k)``, ``fh = ceil(height/s_k)``; prior centre
     ``((i + 0.5)/fw, (j + 0.5)/fh)``, size ``(m/width, m/height)`` for each min size m; all clamped
-    to [0, 1]. Order: level, row j, column i, min size. 320×240 → 4420 priors (MODELS.md §5).
+    to [0, 1]. Order: level, row j, column i, min size. 320×240 → 4420 priors.
     """
     rows = []
     for s, sizes in zip(strides, min_boxes):
@@ -214,7 +214,7 @@ def select_faces(xyxy: np.ndarray, score: np.ndarray, kps: np.ndarray | None, in
 def shrink_and_pad(image: np.ndarray, max_side: int | None, multiple: int = 32
                    ) -> tuple[np.ndarray, LetterboxInfo]:
     """Shrink so the longer side is ≤ ``max_side`` (never enlarge), then zero-pad right/bottom
-    to multiples of ``multiple`` (YuNet/SCRFD dynamic-input recipe, MODELS.md §4). Not to be
+    to multiples of ``multiple`` (YuNet/SCRFD dynamic-input recipe). Not to be
     confused with `streamcnn.ops.image.pad_to_multiple` (reflect padding, no resizing).
 
     Returns:
@@ -257,22 +257,6 @@ def detector_format(format: str, registry_params: dict) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ runner
-@dataclass
-class FaceResult:
-    """Faces found in one image (frame pixels).
-
-    Attributes:
-        xyxy: float32 (N, 4) boxes. score: float32 (N,). kps: float32 (N, 5, 2) or None (UltraFace).
-    """
-
-    xyxy: np.ndarray
-    score: np.ndarray
-    kps: np.ndarray | None
-
-    def __len__(self) -> int:
-        return len(self.xyxy)
-
-
 class FaceDetector:
     """One face-detection model: preprocessing, ONNX call, decoding, NMS.
 
@@ -371,17 +355,24 @@ class FaceDetector:
             box01 = decode_ultraface_raw(outputs[1][0], self.priors)
         return box01 * np.array([net_w, net_h, net_w, net_h], np.float32), scores.astype(np.float32), None
 
-    def detect(self, image: np.ndarray) -> FaceResult:
-        """Faces in a uint8 H×W×3 BGR image, best first."""
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces in a uint8 H×W×3 BGR image, best first.
+
+        Returns:
+            `Detections` in frame pixels: ``xyxy`` float32 (N, 4), ``conf`` float32 (N,) in [0, 1],
+            ``class_id`` 0 and class name `FACE_CLASS` on every row, ``landmarks`` float32 (N, 5, 2)
+            (order: see the module docstring) for YuNet and SCRFD, None for UltraFace; ``stage``
+            ``""`` (`Frame.add_detections` names the stage).
+        """
         blob, info = self.preprocess(image)
         outputs = self.session.run({self.input_name: blob})
         xyxy, score, kps = self.decode(outputs, blob.shape[3], blob.shape[2])
         box, sc, pts = select_faces(xyxy, score, kps, info, self.conf, self.iou, self.max_det)
-        return FaceResult(box, sc, pts)
+        return Detections(box, sc, np.zeros(len(box), np.int64), (FACE_CLASS,), landmarks=pts)
 
 
 __all__ = [
-    "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "FaceResult", "cell_centres", "decode_scrfd",
+    "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "cell_centres", "decode_scrfd",
     "decode_ultraface_raw", "decode_yunet", "detector_format", "run_fixed_batch", "select_faces", "shrink_and_pad",
     "ultraface_priors",
 ]

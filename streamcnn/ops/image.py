@@ -7,9 +7,9 @@ exactly the input's size:
 * `fit_longer_side` / `fit_within` / `resize_to`: the "process at a smaller resolution and scale back"
   speed knob, and fitting a frame into a network's fixed input.
 * `pad_to_size` / `pad_to_multiple` / `crop`: networks with stride-2 down- and up-sampling (e.g. the Johnson/Dumoulin
-  transformer nets) round sizes that are not multiples of 4 *up* (250×333 in → 252×336 out,
-  shared/models/MODELS.md section 10); reflect-padding to the multiple first and cropping afterwards
-  keeps the output aligned with the input and avoids a dark or smeared border.
+  transformer nets) round sizes that are not multiples of 4 *up* (250×333 in → 252×336 out);
+  reflect-padding to the multiple first and cropping afterwards keeps the output aligned with the
+  input and avoids a dark or smeared border.
 * `to_tensor` / `from_tensor`: BGR uint8 ↔ RGB float32 0..1 in NCHW or NHWC layout.
 * `centre_square` and `blend`.
 """

@@ -16,6 +16,9 @@ Rules (σ = logistic sigmoid; ``g`` = cell index; ``s`` = stride in pixels; ``a`
 ``logits=True`` means the head emits raw logits (σ is applied here, exactly once);
 ``logits=False`` means the activations are already in the graph (the value is used as is, and
 for anchor rules σ(t) is replaced by the value itself).
+
+`head_fit` and `guess_formats` check a model's declared output shapes against each format of
+`YOLO_FORMATS`, so a wrong format fails once at start-up rather than on every frame.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def decode_anchor_grid(
 
 def decode_yolox(raw: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode a YOLOX raw head: float32 (N, 5+C) ``dx, dy, log w, log h, obj, classes`` with
-    obj/classes already sigmoided in the graph (MODELS.md §2). Returns cxcywh, obj, classes."""
+    obj/classes already sigmoided in the graph. Returns cxcywh, obj, classes."""
     if len(raw) != len(grid):
         raise ValueError(f"head has {len(raw)} rows but the grid for this input size has {len(grid)}")
     out = np.empty((len(raw), 4), np.float32)
@@ -148,7 +151,7 @@ def decode_yolox(raw: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, n
 
 def decode_v8(raw: np.ndarray) -> tuple[np.ndarray, None, np.ndarray]:
     """YOLOv8/YOLO11 head ``(4+C, N)`` (batch axis removed): cxcywh rows 0..3 in input pixels,
-    class probabilities after (no objectness; MODELS.md §3). Returns cxcywh (N,4), None, (N,C)."""
+    class probabilities after (no objectness). Returns cxcywh (N,4), None, (N,C)."""
     t = raw.T
     return np.ascontiguousarray(t[:, :4]), None, t[:, 4:]
 
@@ -162,7 +165,7 @@ def decode_v5(raw: np.ndarray, logits: bool = False) -> tuple[np.ndarray, np.nda
 def decode_fastestv2(
     raw: np.ndarray, grid: Grid, num_anchors: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Yolo-FastestV2 head (MODELS.md §1): one row per cell (levels in stride order, row-major),
+    """Yolo-FastestV2 head: one row per cell (levels in stride order, row-major),
     columns ``4·A`` box terms grouped per anchor, ``A`` objectness, then C class probabilities
     shared by the cell's anchors; sigmoid and softmax are inside the graph. Decoded with the
     YOLOv5 rule. ``grid`` must be built with ``anchor_major=False`` (cell → anchor order).
@@ -230,7 +233,8 @@ def select(
 # -- head shapes -------------------------------------------------------------------------------
 # What each format's output looks like, so a wrong `format` or a non-YOLO model fails at start-up
 # with one clear message instead of on every frame. Dynamic dims (None or a name) fit any size.
-#: The head formats the decoders above know, in the order error messages list them.
+
+#: The head formats the decoders above know, in the order messages list them.
 YOLO_FORMATS: tuple[str, ...] = ("yolox", "v8", "v5", "v5-raw", "v3", "fastestv2")
 
 
@@ -274,7 +278,9 @@ def head_fit(
 
     Returns:
         ``(None, C)`` when the shapes fit (C: the class count the shape implies, None when a
-        dynamic dim hides it), or ``(expected, None)`` describing what ``fmt`` needs.
+        dynamic dim hides it), or ``(expected, None)`` describing what ``fmt`` needs, e.g.
+        ``"(1, 3549, 5+C)"``; an unknown ``fmt`` gives ``("one of the formats …", None)``.
+        Never raises.
     """
     s0 = shapes[0] if shapes else ()
     rc = _rows_cols(s0)
@@ -335,7 +341,12 @@ def head_fit(
 
 
 def guess_formats(shapes: list[tuple], w: int, h: int) -> list[str]:
-    """Formats whose usual layout (standard strides, 3 anchors) the fully fixed ``shapes`` fit."""
+    """Formats whose usual layout (standard strides, 3 anchors) the fully fixed ``shapes`` fit.
+
+    Returns:
+        Names from `YOLO_FORMATS` in a fixed order; ``[]`` when ``shapes`` is empty or has a
+        dynamic dim (None or a name). Never raises.
+    """
     if not shapes or not all(isinstance(d, int) for s in shapes for d in s):
         return []
     tries = [("v8", [8, 16, 32]), ("yolox", [8, 16, 32]), ("v5", [8, 16, 32]), ("fastestv2", [16, 32]),
