@@ -8,14 +8,25 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never download: models and media come from STREAMCNN_ASSETS (default ../shared) only.
+# When STREAMCNN_ASSETS is given (as .ci/run does), a real-media test that cannot find its file
+# fails instead of skipping, so a green run always means the real models ran.
+ASSETS_REQUIRED = bool(os.environ.get("STREAMCNN_ASSETS"))
 os.environ["STREAMCNN_OFFLINE"] = "1"
 os.environ.setdefault("STREAMCNN_ASSETS", str(ROOT.parent / "shared"))
+
+
+def missing_asset(reason: str) -> NoReturn:
+    """Skip the test for a missing real model or media file, or fail it when STREAMCNN_ASSETS is set."""
+    if ASSETS_REQUIRED:
+        pytest.fail(f"{reason} (STREAMCNN_ASSETS is set, so the real-media tests must run)", pytrace=False)
+    pytest.skip(reason)
 
 
 def assets_dir() -> Path:
@@ -27,14 +38,14 @@ def assets() -> Path:
     """The shared assets folder (models/, media/); skips the test when it is absent."""
     path = assets_dir()
     if not (path / "media").is_dir():
-        pytest.skip(f"real media not found: STREAMCNN_ASSETS={path} has no media/ folder")
+        missing_asset(f"real media not found: STREAMCNN_ASSETS={path} has no media/ folder")
     return path
 
 
 def media(assets: Path, name: str) -> Path:
     path = assets / "media" / name
     if not path.is_file():
-        pytest.skip(f"real media file {path} not found")
+        missing_asset(f"real media file {path} not found")
     return path
 
 

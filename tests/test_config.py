@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from streamcnn.config import load_config
 from streamcnn.errors import ConfigError
 
-from .conftest import run_cli
-
-
-def write(tmp_path, text: str, name: str = "p.yaml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
+from .conftest import run_cli, write
 
 
 def errors_of(path) -> str:
@@ -36,7 +28,7 @@ pipelines:
 
 
 def test_valid_file_resolves(tmp_path):
-    cfg = load_config(write(tmp_path, GOOD))
+    cfg = load_config(write(tmp_path / "p.yaml", GOOD))
     p = cfg.pipelines["demo"]
     assert p.source.type_name == "pattern"
     assert [s.type_name for s in p.stages] == ["edges"]
@@ -45,14 +37,14 @@ def test_valid_file_resolves(tmp_path):
 
 
 def test_tab_at_line_start(tmp_path):
-    path = write(tmp_path, "pipelines:\n  demo:\n    source: pattern\n\tstages: []\n")
+    path = write(tmp_path / "p.yaml", "pipelines:\n  demo:\n    source: pattern\n\tstages: []\n")
     assert errors_of(path) == (
         f"{path}:4:1: tab character in indentation: YAML does not allow tabs for indentation; use spaces"
     )
 
 
 def test_options_not_indented_under_stage(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -69,7 +61,7 @@ def test_options_not_indented_under_stage(tmp_path):
 
 
 def test_unknown_option_suggests_close_match(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -83,7 +75,7 @@ def test_unknown_option_suggests_close_match(tmp_path):
 
 
 def test_wrong_type_says_what_was_expected(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -98,7 +90,7 @@ def test_wrong_type_says_what_was_expected(tmp_path):
 
 
 def test_literal_value_suggests(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -111,7 +103,7 @@ def test_literal_value_suggests(tmp_path):
 
 
 def test_unknown_stage_lists_installed(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -125,7 +117,7 @@ def test_unknown_stage_lists_installed(tmp_path):
 
 
 def test_unknown_sink_and_pipeline_key(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -142,7 +134,7 @@ def test_unknown_sink_and_pipeline_key(tmp_path):
 
 
 def test_several_errors_reported_together(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           a:
             source: pattern
@@ -157,7 +149,7 @@ def test_several_errors_reported_together(tmp_path):
 
 
 def test_duplicate_key(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           a:
             source: pattern
@@ -167,7 +159,7 @@ def test_duplicate_key(tmp_path):
 
 
 def test_missing_plugin_file_names_resolved_path_and_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         plugins:
           - ./nope.py
         pipelines:
@@ -179,7 +171,7 @@ def test_missing_plugin_file_names_resolved_path_and_line(tmp_path):
 
 
 def test_source_without_uri(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           a:
             source: {url: x.mp4}
@@ -194,7 +186,7 @@ def test_missing_file():
 
 
 def test_cli_exit_code_2_and_no_traceback(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -209,7 +201,7 @@ def test_cli_exit_code_2_and_no_traceback(tmp_path):
 
 
 def test_cli_validate_ok(tmp_path):
-    path = write(tmp_path, GOOD)
+    path = write(tmp_path / "p.yaml", GOOD)
     res = run_cli("validate", str(path))
     assert res.returncode == 0, res.stderr
     assert "demo: pattern → edges → null" in res.stdout
@@ -218,7 +210,7 @@ def test_cli_validate_ok(tmp_path):
 def test_device_errors_at_validation(tmp_path):
     import onnxruntime as ort
 
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern
@@ -236,10 +228,10 @@ def test_device_errors_at_validation(tmp_path):
 
 
 def test_indentation_hint_and_error_order(tmp_path):
-    path = write(tmp_path, "pipelines:\n  demo:\n    source: pattern\n     stages: []\n")
+    path = write(tmp_path / "p.yaml", "pipelines:\n  demo:\n    source: pattern\n     stages: []\n")
     assert errors_of(path) == (f"{path}:4:12: invalid YAML: mapping values are not allowed here (usually wrong "
                                "indentation: compare this line with the one above)")
-    path = write(tmp_path, """
+    path = write(tmp_path / "p.yaml", """
         pipelines:
           demo:
             source: pattern

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import cv2
@@ -17,7 +16,7 @@ import pytest
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, run_cli, write
 
 FLAKY = '''
 import streamcnn
@@ -35,11 +34,6 @@ class Flaky(streamcnn.Stage):
 def streamcnn_stage_types():
     return {"flaky": Flaky}
 '''
-
-
-def write(path, text):
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
 
 
 def test_stage_error_skips_frame_and_names_stage_and_index(tmp_path, caplog):

@@ -19,7 +19,7 @@ from streamcnn.errors import ConfigError, PluginError
 from streamcnn.hookspecs import TYPE_HOOKS
 from streamcnn.pluginmanager import PluginRef, Plugins, call_hook, hook_failure, load_plugins
 
-from .conftest import run_cli
+from .conftest import run_cli, write
 
 BRIGHTEN = '''
 import numpy as np
@@ -42,11 +42,6 @@ def streamcnn_stage_types():
 '''
 
 
-def write(path, text):
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
-
-
 def test_yaml_plugin_file_provides_a_stage(tmp_path):
     write(tmp_path / "my_plugins.py", BRIGHTEN)
     cfg = write(tmp_path / "p.yaml", """
@@ -56,7 +51,7 @@ def test_yaml_plugin_file_provides_a_stage(tmp_path):
             source: {uri: pattern, size: 32x24, frames: 4}
             stages: [{brighten: {amount: 300}}]
         """)
-    with pytest.raises(Exception, match=r"p.yaml:5:34: pipelines.a.stages\[0\].brighten.amount: "
+    with pytest.raises(ConfigError, match=r"p.yaml:5:34: pipelines.a.stages\[0\].brighten.amount: "
                                         r"expected an integer in \[0, 255\], got 300"):
         load_config(cfg)
     cfg.write_text(cfg.read_text().replace("300", "20") + "    sinks: [{jsonl: {path: out.jsonl}}]\n")

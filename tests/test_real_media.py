@@ -8,7 +8,7 @@ import textwrap
 import cv2
 import pytest
 
-from .conftest import media, run_cli
+from .conftest import media, missing_asset, run_cli
 
 
 def count_frames(path) -> int:
@@ -48,7 +48,7 @@ def test_default_street_pipeline_runs_over_the_whole_video(assets, default_pipel
     out_dir = default_pipelines.parent / "out"
 
     if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
-        pytest.skip("yolox_nano_coco_416.onnx not in STREAMCNN_ASSETS/models")
+        missing_asset("yolox_nano_coco_416.onnx not in STREAMCNN_ASSETS/models")
     media(assets, "vtest.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "street")
     assert res.returncode == 0, res.stderr
@@ -68,7 +68,7 @@ def test_default_faces_pipeline_runs_over_the_whole_clip(assets, default_pipelin
 
     for m in ("yunet_n_dynamic", "pfld68_112", "mobilefacenet_128d"):
         if not (assets / "models" / f"{m}.onnx").is_file():
-            pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+            missing_asset(f"{m}.onnx not in STREAMCNN_ASSETS/models")
     media(assets, "Megamind.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "faces")
     assert res.returncode == 0, res.stderr
@@ -87,7 +87,7 @@ def test_default_starry_pipeline_styles_the_street_video(assets, default_pipelin
 
     for m in ("style_arbitrary_predict", "style_arbitrary_transform"):
         if not (assets / "models" / f"{m}.onnx").is_file():
-            pytest.skip(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+            missing_asset(f"{m}.onnx not in STREAMCNN_ASSETS/models")
     video = media(assets, "vtest.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "starry", "--max-frames", "6")
     assert res.returncode == 0, res.stderr

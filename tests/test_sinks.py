@@ -86,13 +86,13 @@ def test_display_sink_explains_how_to_get_a_window(tmp_path, monkeypatch):
             source: pattern
             sinks: [display]
         """))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ConfigError) as info:
         load_config(cfg, check=True)
     msg = str(info.value)
     assert msg.startswith(f"{cfg}:5:13: pipelines.cam.sinks[0]: the 'display' sink needs OpenCV with GUI support")
     assert "pip uninstall -y opencv-python-headless && pip install opencv-python" in msg
     assert "{preview: {port: 8090}}" in msg
-    with pytest.raises(Exception, match="no display"):
+    with pytest.raises(StreamcnnError, match="no display"):
         DisplaySink(DisplaySink.Params(), Context("display", "cam"))
 
 
