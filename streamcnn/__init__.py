@@ -14,6 +14,7 @@ check_onnxruntime()
 from . import facedb, ops  # noqa: E402
 from .api import (  # noqa: E402
     Context,
+    DetectorParams,
     Field,
     Output,
     Params,
@@ -35,7 +36,7 @@ from .errors import (  # noqa: E402
     StageError,
     StreamcnnError,
 )
-from .frame import DetectorParams, Frame  # noqa: E402
+from .frame import Frame  # noqa: E402
 from .hookspecs import SourceEvent, hookimpl  # noqa: E402
 from .modelstage import DeviceParams, ModelParams, ModelStage  # noqa: E402
 from .redact import redact  # noqa: E402

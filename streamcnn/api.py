@@ -38,6 +38,19 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
+class DetectorParams(Params):
+    """The option every detector stage shares; mix it into the stage's ``Params``
+    (``class Params(DetectorParams, ModelParams)``) and store results with `Frame.add_detections`.
+
+    Attributes:
+        replace: False (default): the stage adds its detections to those already on the frame
+            (from earlier detector stages), so ``yolo → face_detect`` keeps persons and faces;
+            True: its detections replace them.
+    """
+
+    replace: bool = Field(False, description="replace the detections of earlier stages instead of adding to them")
+
+
 @dataclass
 class Context:
     """What a stage, source or sink learns about where it runs.

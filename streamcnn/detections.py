@@ -40,17 +40,23 @@ _EMPTY: dict[str, Any] = {"landmarks": np.nan, "embedding": np.nan, "identity": 
                           "track_id": -1}
 
 
+_NO_EMPTY = object()  # marks a dtype without an empty value (unsigned ints, datetimes, ...)
+
+
 def _empty_value(kind: str) -> Any:
     """The empty value of a ``data`` array of dtype kind ``kind`` (``_NO_EMPTY`` when it has none)."""
     return {"f": np.nan, "c": np.nan, "i": -1, "b": False, "O": None, "U": "", "S": b""}.get(kind, _NO_EMPTY)
 
 
-_NO_EMPTY = object()
+def _adds_nothing(part: Detections, to: Detections) -> bool:
+    """True when ``part`` is ``to`` or has no rows and no field or ``data`` key that ``to`` lacks."""
+    return part is to or (not len(part) and all(getattr(part, n) is None or getattr(to, n) is not None
+                                                 for n in _OPTIONAL) and part.data.keys() <= to.data.keys())
 
 
 def _all_empty(arr: np.ndarray, empty: Any) -> bool:
     """True when every element of ``arr`` is ``empty`` (NaN compares as NaN); False for 0 rows."""
-    if not arr.size:
+    if not arr.size or empty is _NO_EMPTY:
         return False
     if empty is None:
         return bool(np.equal(arr, None).all())
@@ -80,16 +86,18 @@ def _concat(what: str, arrays: list[np.ndarray | None], rows: list[int], empty: 
             "different parts (e.g. landmarks with different point counts K); make them agree or drop the field "
             "from one part first")
     shape = shapes[0] if shapes else present[0].shape[1:]
-    out = []
+    out = [np.zeros((0, *shape), dtype)]
     for a, n in zip(arrays, rows):
-        if a is not None and (a.shape[1:] == shape or not n):
-            out.append(a.reshape((n, *shape)) if not n else a)
-            continue
-        if empty is _NO_EMPTY:
+        if not n:
+            continue  # a part without rows has nothing to fill
+        if a is not None and a.shape[1:] == shape:
+            out.append(a)
+        elif empty is _NO_EMPTY:
             raise ValueError(
                 f"cannot merge Detections: {what} ({dtype}) is missing from some parts and has no empty value "
                 "to fill their rows with; give every part the field")
-        out.append(np.full((n, *shape), empty, dtype=dtype))
+        else:
+            out.append(np.full((n, *shape), empty, dtype=dtype))
     return np.concatenate(out).astype(dtype, copy=False)
 
 
@@ -125,7 +133,7 @@ class Detections:
             dtypes (unsigned, datetime, ...) have none, so a merge where only some parts have such
             a key is refused.
         stage: object (N,) of str, the YAML name of the stage that produced each row (``""`` when
-            unknown; `Frame.add_detections` fills it).
+            unknown; `Frame.add_detections` fills it). One str on construction is given to every row.
 
     The empty values fill the rows of parts that lack a field when `merge` joins parts (an
     optional field present in any part is kept; so are all ``data`` keys). A part whose rows
@@ -163,7 +171,8 @@ class Detections:
             self.similarity = np.asarray(self.similarity, dtype=np.float32)
         if self.track_id is not None:
             self.track_id = np.asarray(self.track_id, dtype=np.int64)
-        self.stage = np.full(n, "", dtype=object) if self.stage is None else np.asarray(self.stage, dtype=object)
+        stage = np.asarray("" if self.stage is None else self.stage, dtype=object)
+        self.stage = np.full(n, stage.item(), dtype=object) if stage.ndim == 0 else stage
         self.data = {k: np.asarray(v) for k, v in self.data.items()}  # a copy: never alias the caller's dict
         if CLASS_NAME in self.data:
             self.data[CLASS_NAME] = self.data[CLASS_NAME].astype(object)
@@ -237,6 +246,8 @@ class Detections:
         if not items:
             return cls.empty()
         with_rows = [d for d in items if len(d)]
+        if len(with_rows) == 1 and all(_adds_nothing(d, with_rows[0]) for d in items):
+            return with_rows[0]  # the per-frame case (one detector on an empty frame): nothing to merge
         tables = [None if d.class_names is None else list(d.class_names) for d in with_rows]
         names = (with_rows[0].class_names if all(t == tables[0] for t in tables) else None) if with_rows \
             else items[0].class_names

@@ -1,31 +1,14 @@
-"""`Frame`: one decoded video frame travelling through a pipeline, and `DetectorParams`, the
-option every detector stage shares (add its detections to the frame's, or replace them)."""
+"""`Frame`: one decoded video frame travelling through a pipeline."""
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import Detections
-
-
-class DetectorParams(BaseModel):
-    """The option every detector stage shares; mix it into the stage's ``Params``
-    (``class Params(DetectorParams, ModelParams)``) and store results with `Frame.add_detections`.
-
-    Attributes:
-        replace: False (default): the stage adds its detections to those already on the frame
-            (from earlier detector stages), so ``yolo → face_detect`` keeps persons and faces;
-            True: its detections replace them.
-    """
-
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    replace: bool = Field(False, description="replace the detections of earlier stages instead of adding to them")
 
 
 @dataclass
@@ -59,7 +42,7 @@ class Frame:
         Args:
             detections: the stage's detections (frame pixels).
             stage: the stage's YAML name (``ctx.name``), written to the rows whose ``stage`` is ``""``.
-            replace: the stage's `DetectorParams.replace` option.
+            replace: the stage's ``replace`` option (`streamcnn.DetectorParams`).
 
         Raises:
             ValueError: the new rows cannot be merged with the frame's (see `Detections.merge`, e.g.
@@ -68,7 +51,8 @@ class Frame:
         if stage:
             names = detections.stage.copy()
             names[names == ""] = stage
-            detections = dataclasses.replace(detections, stage=names)
+            detections = copy.copy(detections)  # shallow: the stage's own object keeps its fields
+            detections.stage = names
         self.detections = detections if replace else Detections.merge([self.detections, detections])
 
     @property

@@ -111,6 +111,7 @@ def test_class_names_and_stages_are_per_row_and_survive_a_merge():
     assert d.class_name == ["b", "5"]
     assert Detections(np.zeros((1, 4)), [0.5], [0], ["a"], data={CLASS_NAME: ["z"]}).class_name == ["z"]
     assert list(Detections.empty().stage) == [] and list(Detections(np.zeros((1, 4)), [1], [0]).stage) == [""]
+    assert list(Detections(np.zeros((2, 4)), [1, 1], [0, 0], stage="yolo").stage) == ["yolo", "yolo"]
 
 
 def test_merge_fills_every_missing_field_with_its_empty_value():
@@ -145,6 +146,8 @@ def test_merge_refuses_what_it_cannot_fill():
     with pytest.raises(ValueError, match=r"data\['mask'\] \(uint8\) is missing from some parts and has no empty"):
         Detections.merge([u8, _persons()])
     assert Detections.merge([u8, u8]).data["mask"].tolist() == [1, 1]  # fine when every part has it
+    # ... or when the parts without it have no rows (a detector adding to a fresh frame)
+    assert Detections.merge([Detections.empty(), u8, _persons()[:0]]).data["mask"].tolist() == [1]
 
 
 def test_rows_of_empty_values_do_not_fix_the_point_count():

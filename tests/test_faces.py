@@ -29,7 +29,8 @@ from streamcnn.facedb import (
 )
 from streamcnn.ops.faces import FaceDetector
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage, five_points
-from tests.conftest import assets_dir, run_cli
+
+from .conftest import assets_dir, missing_asset, run_cli
 
 MEDIA = assets_dir() / "media"
 MODELS = assets_dir() / "models"
@@ -38,7 +39,7 @@ MODELS = assets_dir() / "models"
 def _need(*files: Path) -> None:
     for f in files:
         if not f.is_file():
-            pytest.skip(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
+            missing_asset(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
 
 
 def _img(name: str) -> np.ndarray:

@@ -20,7 +20,8 @@ from streamcnn import FACE_CLASS, Context, Detections, Frame
 from streamcnn_plugins.annotate import AnnotateStage, class_color
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage
 from streamcnn_plugins.yolo import YoloStage
-from tests.conftest import assets_dir, run_cli, write
+
+from .conftest import assets_dir, missing_asset, run_cli, write
 
 MEDIA = assets_dir() / "media"
 MODELS = assets_dir() / "models"
@@ -33,7 +34,7 @@ FACES = [[915, 94, 1058, 279], [553, 267, 656, 425]]
 def _need(*files: Path) -> None:
     for f in files:
         if not f.is_file():
-            pytest.skip(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
+            missing_asset(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
 
 
 def _ctx(name: str, tmp: Path) -> Context:
