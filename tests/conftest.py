@@ -29,6 +29,13 @@ def missing_asset(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def need(*files: Path) -> None:
+    """`missing_asset` for the first of ``files`` that is not a file (real models and media)."""
+    for f in files:
+        if not Path(f).is_file():
+            missing_asset(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
+
+
 def assets_dir() -> Path:
     return Path(os.environ.get("STREAMCNN_ASSETS", str(ROOT.parent / "shared"))).expanduser().resolve()
 

@@ -30,20 +30,15 @@ from streamcnn.facedb import (
 from streamcnn.ops.faces import FaceDetector
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage, five_points
 
-from .conftest import assets_dir, missing_asset, run_cli
+from .conftest import assets_dir, need, run_cli
 
 MEDIA = assets_dir() / "media"
 MODELS = assets_dir() / "models"
 
 
-def _need(*files: Path) -> None:
-    for f in files:
-        if not f.is_file():
-            missing_asset(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
-
 
 def _img(name: str) -> np.ndarray:
-    _need(MEDIA / name)
+    need(MEDIA / name)
     return cv2.imread(str(MEDIA / name))
 
 
@@ -53,13 +48,13 @@ def _ctx(name: str, config_dir: Path) -> Context:
 
 @pytest.fixture(scope="module")
 def yunet() -> FaceDetector:
-    _need(MODELS / "yunet_n_dynamic.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx")
     return FaceDetector("yunet_n_dynamic")
 
 
 @pytest.fixture(scope="module")
 def embedder() -> FaceEmbedder:
-    _need(MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "mobilefacenet_128d.onnx")
     return FaceEmbedder("mobilefacenet_128d")
 
 
@@ -109,7 +104,7 @@ def _run(stages: list, image: np.ndarray) -> Detections:
     ("ultraface_rfb320_raw", {"obama.jpg": 1, "obama2.jpg": 1, "biden.jpg": 1, "obama_and_biden.jpg": 3}),
 ])
 def test_face_counts(model, counts, tmp_path):
-    _need(MODELS / f"{model}.onnx")
+    need(MODELS / f"{model}.onnx")
     stage = FaceDetectStage(FaceDetectStage.Params(model=model), _ctx("face_detect", tmp_path))
     for name, n in counts.items():
         det = stage.process(Frame(_img(name), 0, 0.0)).detections
@@ -128,7 +123,7 @@ def test_face_counts(model, counts, tmp_path):
 
 
 def test_yunet_accepts_sizes_that_are_not_multiples_of_32(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx")
     stage = FaceDetectStage(FaceDetectStage.Params(imgsz=1280), _ctx("face_detect", tmp_path))
     img = _img("zidane.jpg")  # 1280×720: 720 rows must be padded, not rejected
     assert img.shape[:2] == (720, 1280)
@@ -139,7 +134,7 @@ def test_yunet_accepts_sizes_that_are_not_multiples_of_32(tmp_path):
 
 
 def test_pfld68_points_land_on_the_face(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "pfld68_112.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "pfld68_112.onnx")
     det_stage = FaceDetectStage(FaceDetectStage.Params(), _ctx("face_detect", tmp_path))
     lm_stage = LandmarksStage(LandmarksStage.Params(model="pfld68_112"), _ctx("landmarks", tmp_path))
     frame = lm_stage.process(det_stage.process(Frame(_img("obama.jpg"), 0, 0.0)))
@@ -154,7 +149,7 @@ def test_pfld68_points_land_on_the_face(tmp_path):
 
 
 def test_pfld106_gives_106_points_inside_the_crop(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "pfld106_lite_112.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "pfld106_lite_112.onnx")
     det_stage = FaceDetectStage(FaceDetectStage.Params(), _ctx("face_detect", tmp_path))
     lm_stage = LandmarksStage(LandmarksStage.Params(model="pfld106_lite_112"), _ctx("landmarks", tmp_path))
     det = lm_stage.process(det_stage.process(Frame(_img("obama_and_biden.jpg"), 0, 0.0))).detections
@@ -238,14 +233,14 @@ def test_blank_embedding_is_unknown_without_nan_or_warning(one_shot_db, embedder
 
 
 def test_ultraface_with_pfld68_can_be_recognised(tmp_path, one_shot_db):
-    _need(MODELS / "ultraface_rfb320.onnx", MODELS / "pfld68_112.onnx")
+    need(MODELS / "ultraface_rfb320.onnx", MODELS / "pfld68_112.onnx")
     stages = _pipeline(tmp_path, one_shot_db, detect={"model": "ultraface_rfb320"}, landmarks={})
     det = _run(stages, _img("obama.jpg"))
     assert list(det.identity) == ["obama"]  # 5 points derived from the iBUG-68 points
 
 
 def test_recognise_without_landmarks_is_a_clear_error(tmp_path, one_shot_db):
-    _need(MODELS / "ultraface_rfb320.onnx")
+    need(MODELS / "ultraface_rfb320.onnx")
     stages = _pipeline(tmp_path, one_shot_db, detect={"model": "ultraface_rfb320"})
     with pytest.raises(StreamcnnError, match="needs 5 face landmarks"):
         _run(stages, _img("obama.jpg"))
@@ -339,7 +334,7 @@ def test_hot_reload(tmp_path, one_shot_db, embedder, caplog):
 
 
 def test_missing_database_starts_empty_and_is_picked_up(tmp_path, one_shot_db, caplog):
-    _need(MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "mobilefacenet_128d.onnx")
     path = tmp_path / "later.npz"
     params = FaceRecognizeStage.Params(database=str(path))
     FaceRecognizeStage.check(params, _ctx("face_recognize", tmp_path))  # allowed: created later
@@ -354,7 +349,7 @@ def test_missing_database_starts_empty_and_is_picked_up(tmp_path, one_shot_db, c
 
 
 def test_check_reports_unusable_database(tmp_path):
-    _need(MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "mobilefacenet_128d.onnx")
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a readable .npz"):
         FaceRecognizeStage.check(FaceRecognizeStage.Params(database="bad.npz"), _ctx("face_recognize", tmp_path))
@@ -374,13 +369,13 @@ def _people(root: Path, layout: dict[str, list[str]]) -> Path:
     for person, photos in layout.items():
         (root / person).mkdir(parents=True)
         for p in photos:
-            _need(MEDIA / p)
+            need(MEDIA / p)
             (root / person / p).write_bytes((MEDIA / p).read_bytes())
     return root
 
 
 def test_cli_enroll_list_remove(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx")
     people = _people(tmp_path / "people", {"obama": ["obama.jpg", "obama2.jpg"], "biden": ["biden.jpg"],
                                             "rex": ["dog.jpg"]})
     out = tmp_path / "faces.npz"
@@ -404,7 +399,7 @@ def test_cli_enroll_list_remove(tmp_path):
 
 
 def test_cli_user_errors_exit_2_without_traceback(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx")
     people = _people(tmp_path / "people", {"obama": ["obama.jpg"], "pair": ["obama_and_biden.jpg"]})
     out = tmp_path / "faces.npz"
     r = run_cli("-q", "faces", "enroll", str(people), "--out", str(out), "--strict")
@@ -479,7 +474,7 @@ _ALL = ("yunet_n_dynamic", "ultraface_rfb320", "scrfd_2.5g_bnkps", "pfld68_112",
     "face_detect: {}\nlandmarks: {}\nannotate: {}\nface_recognize: {database: db.npz}",
 ])
 def test_validate_accepts_the_chains_that_work(tmp_path, stages):
-    _need(*(MODELS / f"{m}.onnx" for m in _ALL))
+    need(*(MODELS / f"{m}.onnx" for m in _ALL))
     assert _validate(tmp_path, stages) is None
 
 
@@ -500,7 +495,7 @@ def test_validate_accepts_the_chains_that_work(tmp_path, stages):
      "is a face_detect model (registry), not an embedding model"),
 ])
 def test_validate_rejects_chains_and_models_that_cannot_work(tmp_path, stages, line, message):
-    _need(*(MODELS / f"{m}.onnx" for m in _ALL))
+    need(*(MODELS / f"{m}.onnx" for m in _ALL))
     msg = _validate(tmp_path, stages)
     assert msg is not None and message in msg, msg
     assert msg.startswith(f"faces.yaml:{line}:")
@@ -523,7 +518,7 @@ def test_detector_and_embedder_take_a_core_session(tmp_path, yunet, embedder):
 
 
 def test_face_detect_logs_its_working_size(tmp_path, caplog):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "yunet_n_320_320.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "yunet_n_320_320.onnx")
     with caplog.at_level(logging.INFO):
         FaceDetectStage(FaceDetectStage.Params(imgsz=1280), _ctx("face_detect", tmp_path))
         FaceDetectStage(FaceDetectStage.Params(model="yunet_n_320_320"), _ctx("face_detect", tmp_path))
@@ -583,7 +578,7 @@ def test_enrolment_skips_hidden_folders_and_includes_subfolders(tmp_path, yunet,
     root = tmp_path / "people"
     for rel, photo in [("obama/obama.jpg", "obama.jpg"), ("obama/2012/obama2.jpg", "obama2.jpg"),
                        ("obama/.thumbs/obama3.jpg", "obama3.jpg"), (".hidden/biden.jpg", "biden.jpg")]:
-        _need(MEDIA / photo)
+        need(MEDIA / photo)
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes((MEDIA / photo).read_bytes())
     rep = enroll_folder(root, yunet, embedder)
@@ -592,7 +587,7 @@ def test_enrolment_skips_hidden_folders_and_includes_subfolders(tmp_path, yunet,
 
 
 def test_cli_review_fixes(tmp_path):
-    _need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx", MODELS / "pfld68_112.onnx")
+    need(MODELS / "yunet_n_dynamic.onnx", MODELS / "mobilefacenet_128d.onnx", MODELS / "pfld68_112.onnx")
     people = _people(tmp_path / "people", {"obama": ["obama.jpg"]})
     (people / ".hidden").mkdir()
     (people / ".hidden" / "x.jpg").write_bytes((MEDIA / "biden.jpg").read_bytes())

@@ -24,7 +24,7 @@ from streamcnn.ops.faces import (
     ultraface_priors,
 )
 
-from .conftest import media, missing_asset
+from .conftest import media, need
 
 # ------------------------------------------------------------------------------- square crops
 
@@ -214,8 +214,7 @@ PHOTOS = ["obama.jpg", "obama2.jpg", "biden.jpg", "biden2.jpg", "obama_and_biden
 
 def test_yunet_decode_matches_opencv_facedetectoryn(assets):
     model = assets / "models" / "yunet_n_dynamic.onnx"
-    if not model.is_file():
-        missing_asset(f"{model} not found")
+    need(model)
     det = FaceDetector(str(model), score_mode="sqrt", conf=0.5, iou=0.3)
     compared = 0
     for name in PHOTOS:
@@ -240,8 +239,7 @@ def test_yunet_decode_matches_opencv_facedetectoryn(assets):
 
 def test_ultraface_raw_decode_matches_postprocessed_model(assets):
     paths = [assets / "models" / f for f in ("ultraface_rfb320.onnx", "ultraface_rfb320_raw.onnx")]
-    if not all(p.is_file() for p in paths):
-        missing_asset("UltraFace models not found")
+    need(*paths)
     post, raw = (FaceDetector(str(p), format=f) for p, f in zip(paths, ("ultraface", "ultraface_raw")))
     for name in ("obama.jpg", "biden2.jpg", "obama_and_biden.jpg", "zidane.jpg"):
         img = cv2.imread(str(media(assets, name)))

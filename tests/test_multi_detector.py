@@ -21,7 +21,7 @@ from streamcnn_plugins.annotate import AnnotateStage, class_color
 from streamcnn_plugins.faces import FaceDetectStage, FaceRecognizeStage, LandmarksStage
 from streamcnn_plugins.yolo import YoloStage
 
-from .conftest import assets_dir, missing_asset, run_cli, write
+from .conftest import assets_dir, need, run_cli, write
 
 MEDIA = assets_dir() / "media"
 MODELS = assets_dir() / "models"
@@ -31,11 +31,6 @@ PERSONS = [[151, 201, 680, 713], [688, 37, 1150, 707]]
 FACES = [[915, 94, 1058, 279], [553, 267, 656, 425]]
 
 
-def _need(*files: Path) -> None:
-    for f in files:
-        if not f.is_file():
-            missing_asset(f"real asset {f} not found (set STREAMCNN_ASSETS to the shared folder)")
-
 
 def _ctx(name: str, tmp: Path) -> Context:
     return Context(name, "test", tmp, logging.getLogger(f"streamcnn.test.{name}"))
@@ -43,7 +38,7 @@ def _ctx(name: str, tmp: Path) -> Context:
 
 @pytest.fixture
 def zidane() -> np.ndarray:
-    _need(MEDIA / "zidane.jpg", MODELS / f"{YOLO}.onnx", MODELS / "yunet_n_dynamic.onnx")
+    need(MEDIA / "zidane.jpg", MODELS / f"{YOLO}.onnx", MODELS / "yunet_n_dynamic.onnx")
     return cv2.imread(str(MEDIA / "zidane.jpg"))
 
 
@@ -129,7 +124,7 @@ def test_annotate_draws_persons_and_faces(tmp_path, zidane):
 
 
 def test_face_stages_act_only_on_the_face_rows(tmp_path, zidane):
-    _need(MODELS / "pfld68_112.onnx", MODELS / "mobilefacenet_128d.onnx")
+    need(MODELS / "pfld68_112.onnx", MODELS / "mobilefacenet_128d.onnx")
     db = str(tmp_path / "none_yet.npz")  # allowed: every face is "unknown"
     face_stages = [_faces(tmp_path), LandmarksStage(LandmarksStage.Params(), _ctx("landmarks", tmp_path)),
                    FaceRecognizeStage(FaceRecognizeStage.Params(database=db), _ctx("face_recognize", tmp_path))]

@@ -8,7 +8,7 @@ import textwrap
 import cv2
 import pytest
 
-from .conftest import media, missing_asset, run_cli
+from .conftest import media, need, run_cli
 
 
 def count_frames(path) -> int:
@@ -47,8 +47,7 @@ def test_real_video_end_to_end(assets, tmp_path, name, frames, size):
 def test_default_street_pipeline_runs_over_the_whole_video(assets, default_pipelines):
     out_dir = default_pipelines.parent / "out"
 
-    if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
-        missing_asset("yolox_nano_coco_416.onnx not in STREAMCNN_ASSETS/models")
+    need(assets / "models" / "yolox_nano_coco_416.onnx")
     media(assets, "vtest.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "street")
     assert res.returncode == 0, res.stderr
@@ -67,8 +66,7 @@ def test_default_faces_pipeline_runs_over_the_whole_clip(assets, default_pipelin
     out_dir = default_pipelines.parent / "out"
 
     for m in ("yunet_n_dynamic", "pfld68_112", "mobilefacenet_128d"):
-        if not (assets / "models" / f"{m}.onnx").is_file():
-            missing_asset(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+        need(assets / "models" / f"{m}.onnx")
     media(assets, "Megamind.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "faces")
     assert res.returncode == 0, res.stderr
@@ -86,8 +84,7 @@ def test_default_starry_pipeline_styles_the_street_video(assets, default_pipelin
     out_dir = default_pipelines.parent / "out"
 
     for m in ("style_arbitrary_predict", "style_arbitrary_transform"):
-        if not (assets / "models" / f"{m}.onnx").is_file():
-            missing_asset(f"{m}.onnx not in STREAMCNN_ASSETS/models")
+        need(assets / "models" / f"{m}.onnx")
     video = media(assets, "vtest.avi")
     res = run_cli("run", str(default_pipelines), "--pipeline", "starry", "--max-frames", "6")
     assert res.returncode == 0, res.stderr

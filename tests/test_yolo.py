@@ -19,7 +19,7 @@ from streamcnn.ops.yolo import cxcywh_to_xyxy, decode_anchor_grid, make_grid, se
 from streamcnn.registry import ModelNotFoundError
 from streamcnn_plugins.yolo import YoloStage
 
-from .conftest import media, missing_asset, run_cli
+from .conftest import media, need, run_cli
 
 V5_ANCHORS = [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]]
 LN3, LN4 = math.log(3), math.log(4)
@@ -160,8 +160,7 @@ def test_yolo_config_errors(tmp_path):
 
 # -- real models on real images ------------------------------------------------------------
 def _detect(assets, model, image, **kw):
-    if not (assets / "models" / f"{model}.onnx").is_file():
-        missing_asset(f"model {model}.onnx not in {assets / 'models'}")
+    need(assets / "models" / f"{model}.onnx")
     stage = YoloStage(YoloStage.Params(model=model, **kw), Context("yolo", "t", assets))
     img = cv2.imread(str(media(assets, image)), cv2.IMREAD_COLOR)
     return stage.process(Frame(img, 0, 0.0)).detections, img
@@ -215,8 +214,7 @@ def test_yolox_matches_an_independent_reference_decode(assets):
     import onnxruntime as ort
 
     model = assets / "models" / "yolox_nano_coco_416.onnx"
-    if not model.is_file():
-        missing_asset(f"{model} not found")
+    need(model)
     img = cv2.imread(str(media(assets, "dog.jpg")))
     h, w = img.shape[:2]
     r = min(416 / h, 416 / w)
@@ -325,8 +323,7 @@ def test_dynamic_output_dims_check_what_they_can(tmp_path):
 
 
 def test_not_a_yolo_model_fails_at_start_up(assets):
-    if not (assets / "models" / "yunet_n_dynamic.onnx").is_file():
-        missing_asset("yunet_n_dynamic.onnx not in assets")
+    need(assets / "models" / "yunet_n_dynamic.onnx")
     path = assets / "models" / "yunet_n_dynamic.onnx"
     msg = _stage_error(assets, model="yunet_n_dynamic.onnx")
     assert msg == (f"stage 'yolo': model {path} has format 'yunet' in the model registry, which the yolo stage "
@@ -338,8 +335,7 @@ def test_not_a_yolo_model_fails_at_start_up(assets):
 
 
 def test_yolov8_model_as_yolox_fails_at_start_up_and_validation(assets, tmp_path):
-    if not (assets / "models" / "yolov8n_coco_640_int8.onnx").is_file():
-        missing_asset("yolov8n_coco_640_int8.onnx not in assets")
+    need(assets / "models" / "yolov8n_coco_640_int8.onnx")
     path = assets / "models" / "yolov8n_coco_640_int8.onnx"
     assert _stage_error(assets, model="yolov8n_coco_640_int8", format="yolox") == (
         f"stage 'yolo': model {path}: output 'output0' (1, 84, 8400) does not fit format 'yolox' (expects (1, 8400, "
@@ -399,8 +395,7 @@ def test_names_file_missing_or_of_the_wrong_length(tmp_path):
 def test_imgsz_mismatch_with_a_fixed_input_warns_and_uses_the_models_size(assets, caplog):
     import logging
 
-    if not (assets / "models" / "yolox_nano_coco_416.onnx").is_file():
-        missing_asset("yolox_nano_coco_416.onnx not in assets")
+    need(assets / "models" / "yolox_nano_coco_416.onnx")
     with caplog.at_level(logging.WARNING):
         stage = YoloStage(YoloStage.Params(model="yolox_nano_coco_416", imgsz="640x640"), Context("yolo", "t", assets))
     assert (stage.net_w, stage.net_h) == (416, 416)
