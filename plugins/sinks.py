@@ -7,21 +7,36 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import string
 import sys
+import tempfile
 from pathlib import Path
-from typing import IO
 
 import cv2
 
-from streamcnn import Context, Field, Frame, Output, Params, Sink, StreamcnnError, StreamInfo, hookimpl, suggest
+from streamcnn import (
+    Context,
+    Field,
+    Frame,
+    Output,
+    Params,
+    Sink,
+    SinkWriteError,
+    StreamcnnError,
+    StreamInfo,
+    hookimpl,
+    suggest,
+)
 
 MIN_VIDEO_SIDE = 2  # pixels: FFmpeg encoders refuse 1-pixel-wide or -high frames
 
 
 class _FileSink(Sink):
     """A sink writing one file given by the ``path`` option: checked at validate time (the folder
-    can be written), ``{pipeline}`` filled in, folders created."""
+    can be written), ``{pipeline}`` filled in, folders created, and the file locked for this process
+    (`Context.lock_output`: a second process writing the same file refuses to start, naming this one's
+    pid). Subclasses call ``super().close()`` last, which releases the lock."""
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
@@ -35,6 +50,34 @@ class _FileSink(Sink):
         super().__init__(params, ctx)
         self.path = ctx.output_path(params.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = ctx.lock_output(self.path)
+
+    def close(self) -> None:
+        """Release the output file's lock."""
+        self.lock.release()
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` just now (``[Errno 28] No space left on device``),
+    found by writing 64 KiB to a temporary file there, or None when that works."""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+    return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (short writes continued); OSError when the OS refuses."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - a regular file makes progress or raises
+            raise OSError(f"write returned {n}")
+        view = view[n:]
 
 
 class VideoSink(_FileSink):
@@ -45,6 +88,12 @@ class VideoSink(_FileSink):
     encoded: the sink says so instead of blaming the codec. mp4 files use the ``mp4v`` codec: the
     OpenCV wheels have no H.264 encoder (their FFmpeg has no libx264 or openh264). ``close``
     finalises the container, so the file plays after Ctrl-C or SIGTERM.
+
+    Every write is checked: a frame the writer refuses (a full disk, a file larger than the file
+    system allows; OpenCV ≥ 5 reports it per frame) raises `SinkWriteError` naming the file, which
+    stops the pipeline. ``close`` syncs the file to disk and reopens it: a file that cannot be read
+    back, or holds fewer frames than were written (OpenCV 4 does not report failed writes), raises
+    `SinkWriteError` too, so a broken video never goes unnoticed.
     """
 
     class Params(Params):
@@ -59,6 +108,7 @@ class VideoSink(_FileSink):
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
         self.resized = False  # warned once about a frame of another size
+        self.failed = False  # a write failed (reported): close only releases
 
     def open(self, stream: StreamInfo) -> None:
         super().open(stream)
@@ -75,9 +125,14 @@ class VideoSink(_FileSink):
                     "(and even sizes for some codecs). Make the frames larger (e.g. a smaller `stride` for "
                     "edges) or write them with the 'images' sink"
                 )
+            problem = self._probe_output()  # before OpenCV, which deletes a file it cannot open
+            if problem:
+                self.failed = True
+                raise SinkWriteError("video", self.path, problem)
             fourcc = cv2.VideoWriter.fourcc(*self.params.fourcc)
             self.writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, fourcc, self.fps, self.size)
             if not self.writer.isOpened():
+                self.writer = None
                 odd = (" Odd sizes fail with some codecs: try an even width and height."
                        if self.size[0] % 2 or self.size[1] % 2 else "")
                 raise StreamcnnError(
@@ -94,13 +149,68 @@ class VideoSink(_FileSink):
                     "another size)", frame.index, image.shape[1], image.shape[0], *self.size,
                 )
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
+        if self.writer.write(image) is False:  # OpenCV >= 5; 4.x returns None (checked at close)
+            self.failed = True
+            raise SinkWriteError("video", self.path, f"the video writer refused frame {frame.index} after "
+                                 f"{self.frames} frames ({self._why_failed()})")
         self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+        """Finalise the container, sync it to disk and check it can be read back with every frame
+        written (`SinkWriteError` otherwise); then release the file's lock."""
+        try:
+            writer, self.writer = self.writer, None
+            if writer is None:
+                return
+            writer.release()
+            if not self.failed:
+                self._check_written()
+        finally:
+            super().close()
+
+    def _why_failed(self) -> str:
+        """The likely reason a write failed, for messages."""
+        return _write_problem(self.path.parent) or "the disk may be full, or the file too large for the file system"
+
+    def _probe_output(self) -> str | None:
+        """Why the output file cannot be written (a full disk, a read-only file ...), found by writing
+        64 KiB to it (then emptied for the encoder), or None."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                _write_all(fd, b"\0" * 65536)
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fsync(fd)
+                    os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+        return None
+
+    def _check_written(self) -> None:
+        """Sync the finished file and read its frame count back; `SinkWriteError` when it falls short."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fsync(fd)  # a write-back error (e.g. a full disk) shows here
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SinkWriteError.from_os_error("video", self.path, exc) from None
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        try:
+            readable = cap.isOpened()
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if readable else 0
+        finally:
+            cap.release()
+        if not readable:
+            raise SinkWriteError("video", self.path, f"the finished file cannot be read back as a video after "
+                                 f"{self.frames} frames were written ({self._why_failed()})")
+        if 0 <= count < self.frames:  # -1: the container does not say
+            raise SinkWriteError("video", self.path, f"the finished file holds {count} of the {self.frames} frames "
+                                 f"written ({self._why_failed()})")
 
 
 class JsonlSink(_FileSink):
@@ -109,7 +219,10 @@ class JsonlSink(_FileSink):
     "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``, plus
     ``"file"`` (the image's path) when the source set ``frame.meta["file"]`` (the images source).
 
-    Each line is written and flushed whole, so the last line is complete after Ctrl-C.
+    Each line is written whole, unbuffered (``os.write``, continued after a short write), so the last
+    line is complete after Ctrl-C; a write the OS refuses (a full disk) raises `SinkWriteError` naming the file, which
+    stops the pipeline, and the partly written line is cut off again, so the file stays valid JSON
+    Lines. ``close`` syncs the file to disk.
     """
 
     class Params(Params):
@@ -118,7 +231,15 @@ class JsonlSink(_FileSink):
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.fh: IO[str] | None = open(self.path, "a" if params.append else "w", encoding="utf-8")  # noqa: SIM115
+        try:  # after the lock: a second writer must not truncate the first one's file
+            self.fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if params.append else os.O_TRUNC), 0o666
+            )
+        except OSError:
+            self.lock.release()
+            raise
+        self.good = os.lseek(self.fd, 0, os.SEEK_END)  # bytes of complete lines in the file
+        self.failed = False
 
     def write(self, frame: Frame) -> None:
         record = {
@@ -134,16 +255,35 @@ class JsonlSink(_FileSink):
         file = frame.meta.get("file")
         if isinstance(file, str):
             record["file"] = file
-        assert self.fh is not None
-        self.fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.fh.flush()
+        assert self.fd is not None
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            _write_all(self.fd, data)
+        except OSError as exc:
+            self.failed = True
+            try:
+                os.ftruncate(self.fd, self.good)  # no half line at the end
+            except OSError:
+                pass
+            raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
+        self.good += len(data)
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            self.fh = None
+        """Sync the file to disk and close it (`SinkWriteError` when the OS reports a lost write);
+        then release the file's lock."""
+        fd, self.fd = self.fd, None
+        try:
+            if fd is not None:
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            if not self.failed:
+                raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
+        finally:
+            super().close()
 
 
 class ImagesSink(Sink):
@@ -153,7 +293,10 @@ class ImagesSink(Sink):
     ``{pipeline}``, e.g. ``out/{pipeline}/{index:06d}.png``; the extension picks the format
     (.jpg, .png, .webp, .bmp ...). Folders are created. A pattern without ``{index}`` writes
     every frame to the same file, so it is refused unless ``overwrite: true`` (a "latest
-    snapshot" file, replaced atomically so a reader never sees half an image).
+    snapshot" file, replaced atomically so a reader never sees half an image). A file the OS
+    refuses to write (a full disk) raises `SinkWriteError` naming it, which stops the pipeline; the
+    partial file is removed. Two processes writing the same pattern are refused like two writing
+    the same file (the lock file sits in the folder of frame 0).
     """
 
     class Params(Params):
@@ -186,8 +329,12 @@ class ImagesSink(Sink):
         else:
             self.flags = []
         self.snapshot = "index" not in _pattern_fields(params.path)
+        self.ext = ext
         self.folders: set[Path] = set()
         self.frames = 0
+        first = ctx.resolve(params.path.format(index=0, pipeline=ctx.pipeline))
+        first.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = ctx.lock_output(first.parent / Path(params.path.replace("{pipeline}", ctx.pipeline)).name)
 
     def write(self, frame: Frame) -> None:
         path = self.ctx.resolve(self.params.path.format(index=frame.index, pipeline=self.ctx.pipeline))
@@ -196,16 +343,32 @@ class ImagesSink(Sink):
             self.folders.add(path.parent)
         target = path.with_name(f".{path.stem}.tmp{path.suffix}") if self.snapshot else path
         try:
-            ok = cv2.imwrite(str(target), frame.image, self.flags)
+            ok, data = cv2.imencode(self.ext, frame.image, self.flags)
         except cv2.error as exc:
             raise StreamcnnError(f"images sink: cannot write {path}: {exc}") from None
         if not ok:
-            raise StreamcnnError(f"images sink: cannot write {path} (OpenCV's imwrite failed)")
-        if self.snapshot:
-            os.replace(target, path)
+            raise StreamcnnError(f"images sink: cannot write {path} (OpenCV could not encode the frame as {self.ext})")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                _write_all(fd, data.tobytes())
+            finally:
+                os.close(fd)
+            if self.snapshot:
+                os.replace(target, path)
+        except OSError as exc:
+            try:
+                os.unlink(target)  # no half image left behind
+            except OSError:
+                pass
+            raise SinkWriteError.from_os_error("images", path, exc) from None
         if self.frames == 0:
             self.ctx.log.info("writing frames as %s", self.ctx.resolve(self.params.path))
         self.frames += 1
+
+    def close(self) -> None:
+        """Release the pattern's lock."""
+        self.lock.release()
 
 
 def _pattern_fields(pattern: str) -> set[str]:

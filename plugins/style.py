@@ -24,6 +24,10 @@ Resize nodes use scales, not sizes) and was checked to produce the same kind of 
 256×360 and 360×512 — and then runs at the frame's aspect ratio with the longer side = that size.
 A transform model that already declares dynamic H and W is used as it is (default longer side 384).
 
+Without ``size`` the multistyle network runs at the frame's own size up to a longer side of
+``DEFAULT_WORK_SIZE`` (1024): larger frames are scaled down to it and the result back up, so memory
+and time stay bounded whatever the source (the start-up log says so); ``size`` (up to 4096) sets it.
+
 YAML::
 
     stages:
@@ -93,6 +97,11 @@ MULTIPLE = 4  # the transformer nets down/up-sample twice by 2: sizes are padded
 #: (working) frames are padded up to it and cropped back, so any frame size works.
 MIN_SIDE = 8
 MAX_SIZE = 4096  # upper bound of `size` / `content_size`
+#: Longer side the multistyle network works at when ``size`` is not given: larger frames are scaled
+#: down to it (and the result back up), smaller ones run at their own size. Bounds time and memory:
+#: a 48-megapixel frame at its own size needs about 15 GB of RAM; at 1024 the stage peaks at about
+#: 0.35 GB over its model (tools/bench_memory.py).
+DEFAULT_WORK_SIZE = 1024
 
 
 
@@ -122,8 +131,8 @@ def registry_kind(name: str) -> str | None:
     return entry.params.get("format") if entry is not None else None
 
 
-def file_kind(path: Path) -> tuple[str, int | None]:
-    """What a style model file is, from its declared graph inputs (weights are not loaded).
+def file_kind(session: ModelSession) -> tuple[str, int | None]:
+    """What a style model is, from the inputs its (shared, already loaded) session declares.
 
     Returns:
         (``multistyle`` | ``arbitrary_predict`` | ``arbitrary_transform``, number of styles for a
@@ -132,14 +141,7 @@ def file_kind(path: Path) -> tuple[str, int | None]:
     Raises:
         ValueError: the inputs fit none of the three (names what was found).
     """
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {t.name for t in graph.initializer}
-    ranks: list[tuple[str, list[int | str]]] = []
-    for vi in graph.input:
-        if vi.name in init:
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim]
-        ranks.append((vi.name, dims))
+    ranks = [(s.name, ["?" if d is None else d for d in s.shape]) for s in session.inputs]
     vectors = [d for _, d in ranks if len(d) == 1]
     images = [d for _, d in ranks if len(d) == 4]
     if len(ranks) == 2 and len(vectors) == 1 and len(images) == 1:
@@ -150,10 +152,14 @@ def file_kind(path: Path) -> tuple[str, int | None]:
     if len(ranks) == 1 and len(images) == 1:
         return "arbitrary_predict", None
     raise ValueError(
-        f"{path.name} is not a style model this stage knows: its inputs are "
+        f"{_file_name(session)} is not a style model this stage knows: its inputs are "
         f"{[(n, d) for n, d in ranks]}; expected an image (1, 3, H, W) plus style weights (N,) "
         f"(multistyle), or the NHWC predict/transform pair ({ARBITRARY})"
     )
+
+
+def _file_name(session: ModelSession) -> str:
+    return session.path.name if session.path is not None else session.name
 
 
 def validate_options(p: StyleStage.Params, kind: str, n_styles: int | None, name: str) -> None:
@@ -338,7 +344,8 @@ class StyleStage(ModelStage):
         strength: float = Field(1.0, ge=0, le=1, description="0 = input unchanged, 1 = network output")
         size: int | None = Field(
             None, ge=16, le=MAX_SIZE,
-            description="stylise at this longer side in pixels and scale back (the speed knob)",
+            description="stylise at this longer side in pixels and scale back (the speed knob); default: "
+            f"the frame's own size up to {DEFAULT_WORK_SIZE} (multistyle), the model's 384 (arbitrary)",
         )
         content_size: int | None = Field(
             None, ge=16, le=MAX_SIZE,
@@ -414,9 +421,9 @@ class StyleStage(ModelStage):
         super().check(params, ctx)
         names = list(cls.models(params).values())
         if len(names) == 1:
-            path, _ = find_local(names[0], ctx.config_dir)
-            if path is not None:
-                kind, n_styles = file_kind(path)
+            session = cls.local_session(names[0], params, ctx)  # the core's loading path (and message)
+            if session is not None:
+                kind, n_styles = file_kind(session)
                 _check_single(params, kind, n_styles, names[0])
         if params.style_image is not None:
             path = style_image_path(params.style_image, ctx.config_dir, download=False)
@@ -434,7 +441,7 @@ class StyleStage(ModelStage):
         if len(names) == 1:
             name = names["model"]
             session, reg = self.load_model(name)
-            kind, n_styles = file_kind(session.path)
+            kind, n_styles = file_kind(session)
             n_styles = n_styles or reg.get("styles")
             _check_single(p, kind, n_styles, name)
             if n_styles is None:
@@ -450,7 +457,9 @@ class StyleStage(ModelStage):
         self.last: np.ndarray | None = None
         work = (f"longer side {max(self.box)} (frame scaled to fit and reflect-padded into the fixed "
                 f"{self.box[0]}x{self.box[1]} model input, not squashed)" if self.box
-                else f"longer side {self.side}" if self.side else "frame size")
+                else f"longer side {self.side}" if self.side
+                else f"longer side at most {DEFAULT_WORK_SIZE} (the default: larger frames are scaled down to it and "
+                     "back; set size to change it)")
         ctx.log.info(
             "stage '%s': %s %s at %s, strength %g, every %d on %s", ctx.name, self.net.session.name, what, work,
             p.strength, p.every, self.net.session.provider,
@@ -511,7 +520,8 @@ class StyleStage(ModelStage):
             work = resize_to(image, ww, wh)
             padded = pad_to_size(work, self.box[1], self.box[0], _pad_mode(work))
         else:
-            ww, wh = fit_longer_side(w, h, self.side) if self.side else (w, h)
+            side = self.side or (DEFAULT_WORK_SIZE if max(w, h) > DEFAULT_WORK_SIZE else None)
+            ww, wh = fit_longer_side(w, h, side) if side else (w, h)
             work = resize_to(image, ww, wh)
             mode = _pad_mode(work)
             padded, _ = pad_to_multiple(work, MULTIPLE, mode)

@@ -32,6 +32,7 @@ from .errors import (  # noqa: E402
     MediaNotFoundError,
     ModelInputError,
     ModelNotFoundError,
+    SinkWriteError,
     SourceError,
     StageError,
     StreamcnnError,
@@ -71,8 +72,8 @@ __all__ = [
     "FamilyMismatch", "RegistryEntry", "check_model", "family_mismatch", "find_local", "lookup", "offline",
     "resolve_asset", "resolve_model", "sha256_of",
     # errors
-    "ConfigError", "MediaNotFoundError", "ModelInputError", "ModelNotFoundError", "SourceError", "StageError",
-    "StreamcnnError",
+    "ConfigError", "MediaNotFoundError", "ModelInputError", "ModelNotFoundError", "SinkWriteError", "SourceError",
+    "StageError", "StreamcnnError",
     # helpers for messages and images
     "a_an", "redact", "suggest", "to_bgr3",
     # public submodules

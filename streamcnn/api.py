@@ -20,7 +20,9 @@ the stage name) and a ``process(frame) -> frame`` method::
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +96,22 @@ class Context:
         `resolve`. Every file-writing sink uses this (and the duplicate-output check too)."""
         return self.resolve(path.replace("{pipeline}", self.pipeline))
 
+    def lock_output(self, path: str | Path) -> OutputLock:
+        """For a sink's ``__init__``: take an exclusive lock on the output file ``path`` (an absolute
+        path, e.g. from `output_path`), so that a second process writing the same file refuses to
+        start instead of interleaving its records with this one's. Call ``release()`` on the
+        returned lock in ``close`` (and when ``__init__`` fails after taking it).
+
+        The lock is an ``fcntl.flock`` on a side file ``.NAME.lock`` next to the output that holds
+        the pid of the writer; the kernel drops it when the process dies, so a killed run leaves
+        no stale lock. Where locks are not supported (no ``fcntl``, or the folder refuses the lock
+        file) a warning is logged and the sink runs unlocked.
+
+        Raises:
+            SinkWriteError: another process (its pid in the message, when known) holds the lock.
+        """
+        return OutputLock.acquire(Path(path), self.name, self.log)
+
 
 @dataclass(frozen=True)
 class Output:
@@ -116,6 +134,88 @@ class Output:
     def port(cls, host: str, port: int) -> Output:
         """A listening TCP port (``port`` 0, "any free port", never collides and gives no output)."""
         return cls("port", f"{host}:{port}")
+
+
+class OutputLock:
+    """An exclusive lock on one output file, taken by `Context.lock_output` (see there).
+
+    Attributes:
+        path: the output file.
+        lock_path: the side file holding the lock and the writer's pid, or None when running unlocked.
+    """
+
+    def __init__(self, path: Path, lock_path: Path | None, fd: int | None) -> None:
+        self.path, self.lock_path, self._fd = path, lock_path, fd
+
+    @classmethod
+    def acquire(cls, path: Path, sink: str, log: logging.Logger) -> OutputLock:
+        """Lock ``path`` for this process (see `Context.lock_output`); ``sink`` names the sink in messages."""
+        from .errors import SinkWriteError
+
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system
+            log.debug("%s sink: no fcntl here; %s is written without a lock", sink, path)
+            return cls(path, None, None)
+        lock_path = Path(os.path.realpath(path.parent)) / f".{path.name}.lock"
+        while True:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                log.warning("%s sink: cannot create the lock file %s (%s); writing %s without a lock, so another "
+                            "process writing the same file would not be noticed", sink, lock_path, exc.strerror, path)
+                return cls(path, None, None)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    who = f"another process (pid {holder})" if holder else "another process"
+                    raise SinkWriteError(
+                        sink, path, f"the file is being written by {who}, which holds the lock {lock_path}; "
+                        "let that run finish or stop it, or give this sink another path",
+                    ) from None
+                log.warning("%s sink: cannot lock %s (%s); writing %s without a lock", sink, lock_path,
+                            exc.strerror, path)
+                return cls(path, None, None)
+            try:  # a holder that released meanwhile removes the file: lock the one at the path now
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return cls(path, lock_path, fd)
+
+    @property
+    def locked(self) -> bool:
+        """True while this process holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if self.lock_path is not None:
+                self.lock_path.unlink(missing_ok=True)  # while still holding it (see `acquire`)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    """The pid written in a lock file, or None."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 class _Component:

@@ -42,14 +42,23 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     if verbose:
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # FFmpeg warnings, for debugging cameras
-        import cv2
-
-        cv2.setLogLevel(3)  # OpenCV warnings
+        _opencv_warnings_on()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def _opencv_warnings_on() -> None:
+    """Let OpenCV print its own warnings (``-v``): ``cv2.utils.logging.setLogLevel`` in OpenCV 5,
+    ``cv2.setLogLevel`` in OpenCV 4 (both take the level numbers of ``LOG_LEVEL_WARNING`` = 3)."""
+    import cv2
+
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    set_level = getattr(logging_mod, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
+    if set_level is not None:
+        set_level(3)  # LOG_LEVEL_WARNING
 
 
 def _fail(exc: StreamcnnError) -> None:
@@ -252,7 +261,11 @@ def models_cmd() -> None:
     """List the model and sample-media registry: licence and whether each file is available locally."""
     from .registry import cache_dir, entries_with_status
 
-    rows = [(e.name, e.kind, e.family, str(p) if p else "not downloaded", e.licence) for e, p in entries_with_status()]
+    statuses = entries_with_status()
+    rows = [(st.entry.name, st.entry.kind, st.entry.family,
+             " ".join(filter(None, [str(st.path) if st.path else ("" if st.refused else "not downloaded"),
+                                    f"({st.refused}: see below)" if st.refused else ""])), st.entry.licence)
+            for st in statuses]
     heads = ("NAME", "KIND", "FAMILY", "LOCAL FILE", "LICENCE")
     widths = [max(len(r[i]) for r in rows + [heads]) for i in range(4)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(heads, widths + [0])).rstrip())
@@ -262,6 +275,11 @@ def models_cmd() -> None:
     click.echo(f"\nsearched: STREAMCNN_ASSETS folders (flat, models/, media/; now: {assets}), then the cache "
                f"{cache_dir()} (STREAMCNN_CACHE); missing files are downloaded on first use (sha256-checked) "
                "unless STREAMCNN_OFFLINE=1")
+    problems = [st for st in statuses if st.problem]
+    if problems:
+        click.echo("\nrefused local files:")
+        for st in problems:
+            click.echo(f"  {st.entry.name}: {st.problem}")
 
 
 from .cli_faces import faces  # noqa: E402  (sub-command group, issue 4)

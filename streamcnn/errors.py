@@ -84,16 +84,44 @@ class MediaNotFoundError(SourceError, FileNotFoundError):
 
 class StageError(StreamcnnError):
     """A stage (or, with ``kind="sink"``, a sink) raised on a frame; names the pipeline, the
-    component's YAML name and the frame index."""
+    component's YAML name and the frame index (``note`` is appended, e.g. the file a sink writes)."""
 
-    def __init__(self, pipeline: str, stage: str, index: int, cause: BaseException, kind: str = "stage") -> None:
+    def __init__(
+        self, pipeline: str, stage: str, index: int, cause: BaseException, kind: str = "stage", note: str = ""
+    ) -> None:
         self.pipeline, self.stage, self.index, self.cause, self.kind = pipeline, stage, index, cause, kind
         super().__init__(
             f"pipeline '{pipeline}': {kind} '{stage}' failed on frame {index}: "
             f"{type(cause).__name__}: {cause}"
             # a plugin bug gets its location; a StreamcnnError message is already written for users
             + ("" if isinstance(cause, StreamcnnError) else where(cause, skip="streamcnn/engine/"))
+            + note
         )
+
+
+class SinkWriteError(StreamcnnError):
+    """A sink could not write its output (disk full, file too large, device error, file in use by
+    another process ...). Unlike other sink errors it is not a per-frame glitch: it stops the
+    pipeline whatever ``on_error`` says (exit code 1), and the message names the file.
+
+    Args:
+        sink: the sink type name (``video``), for the message.
+        path: the file that could not be written.
+        reason: what went wrong, e.g. ``[Errno 28] No space left on device``.
+
+    Attributes:
+        errno: the OS error number when one is known (e.g. ``errno.ENOSPC``), else None.
+    """
+
+    def __init__(self, sink: str, path: object, reason: str, errno: int | None = None) -> None:
+        self.sink, self.path, self.reason, self.errno = sink, str(path), reason, errno
+        super().__init__(f"{sink} sink: cannot write {path}: {reason}")
+
+    @classmethod
+    def from_os_error(cls, sink: str, path: object, exc: OSError) -> SinkWriteError:
+        """The error for an ``OSError`` raised while writing ``path`` (``[Errno 28] No space left on device``)."""
+        reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None and exc.strerror else str(exc)
+        return cls(sink, path, reason, exc.errno)
 
 
 class ModelInputError(StreamcnnError):

@@ -17,7 +17,7 @@ from pydantic import field_validator
 
 from ._ortcheck import installed_ort_distributions
 from .api import Context, Field, Params, Stage
-from .registry import FamilyMismatch, check_model, family_mismatch, resolve_model
+from .registry import FamilyMismatch, check_model, family_mismatch, find_local, resolve_model
 from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 
 
@@ -99,11 +99,15 @@ class ModelStage(Stage):
 
     @classmethod
     def check(cls, params: Any, ctx: Context) -> None:
-        """Every model of `models`: of a family this stage runs, and local or downloadable.
+        """Every model of `models`: of a family this stage runs, local or downloadable, and, when its
+        file is here, loadable (through `local_session`, the path `load_model` takes: a file that is
+        not ONNX or is truncated gets the same message in every model stage, before a subclass's
+        ``check`` looks at it).
 
         Raises:
             ValueError: the registry says a model is of another family than this stage runs.
             ModelNotFoundError: a model is neither local nor downloadable.
+            StreamcnnError: a local model file does not load (names the stage and the file).
         """
         names = list(cls.models(params).values())
         for name in names:
@@ -112,6 +116,23 @@ class ModelStage(Stage):
                 raise ValueError(msg)
         for name in names:
             check_model(name, ctx.config_dir)
+        for name in names:
+            cls.local_session(name, params, ctx)
+
+    @classmethod
+    def local_session(cls, model: str, params: Any, ctx: Context) -> ModelSession | None:
+        """The shared session of ``model`` on ``params.device`` when its file is here (None when it
+        would have to be downloaded first): for checks at validate time that read a model's inputs,
+        outputs or metadata. Loaded exactly as `load_model` loads it (and cached, so the stage's
+        own start-up reuses it); never read model files with other libraries for such checks.
+
+        Raises:
+            ModelNotFoundError: a registry file found by name whose sha256 does not match.
+            StreamcnnError: the file is not a loadable ONNX model (``stage 'NAME': cannot load model
+                PATH: ...``), or a device problem.
+        """
+        path, _ = find_local(model, ctx.config_dir)
+        return None if path is None else get_session(path, params.device, stage=ctx.name)
 
     def load_model(self, model: str | None = None) -> tuple[ModelSession, dict[str, Any]]:
         """The shared session for ``model`` (a path or registry name; default: the stage's only model,

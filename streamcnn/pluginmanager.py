@@ -270,7 +270,14 @@ def _spec_names() -> list[str]:
 
 
 def _describe(exc: BaseException, what: str) -> str:
-    """One line naming the exception and, for plugin code, the file and line it came from."""
+    """One line naming the exception and, for plugin code, the file and line it came from.
+
+    A ``SyntaxError`` (also one in a module the plugin imports) is located by its own file, line and
+    column: its traceback ends in the import machinery, not in the plugin.
+    """
+    if isinstance(exc, SyntaxError) and exc.filename:
+        col = f":{exc.offset}" if exc.offset else ""
+        return f"{type(exc).__name__}: {exc.msg} at {exc.filename}:{exc.lineno}{col} (while {what})"
     return f"{type(exc).__name__}: {exc}{where(exc)} (while {what})"
 
 

@@ -262,11 +262,23 @@ def _verify(path: Path, entry: RegistryEntry) -> None:
     digest = _verified.get(key) or sha256_of(path)
     _verified[key] = digest
     if digest != entry.sha256:
-        raise ModelNotFoundError(
+        raise ChecksumMismatch(
             f"{path} is not the registry's {entry.file}: sha256 {digest} != {entry.sha256} (a truncated or "
             "different file). Delete it (it is fetched again when downloads are possible), or name your own "
-            "file by its path"
+            "file by its path", path
         )
+
+
+class ChecksumMismatch(ModelNotFoundError):
+    """A registry file found by name whose sha256 is not the registry's (`find_local` refuses it).
+
+    Attributes:
+        path: the refused file.
+    """
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def _package_resource(entry: RegistryEntry) -> Path | None:
@@ -368,9 +380,37 @@ def _download(entry: RegistryEntry, where: str) -> Path:
     return Path(fname)
 
 
-def entries_with_status() -> list[tuple[RegistryEntry, Path | None]]:
-    """Every registry entry with its local path (None when it would have to be downloaded)."""
-    return [(e, find_local(e.name)[0]) for e in sorted(registry().values(), key=lambda e: (e.kind, e.name))]
+@dataclass(frozen=True)
+class EntryStatus:
+    """A registry entry and its local file, as ``streamcnn models`` lists it.
+
+    Attributes:
+        entry: the registry entry.
+        path: the local file found (also when it is refused), or None when it would have to be downloaded.
+        problem: why that file is refused (its sha256 does not match, or it cannot be read), with what
+            to do; None when it is usable or absent.
+        refused: the short reason (``sha256 mismatch``, ``unreadable``), None when not refused.
+    """
+
+    entry: RegistryEntry
+    path: Path | None
+    problem: str | None = None
+    refused: str | None = None
+
+
+def entries_with_status() -> list[EntryStatus]:
+    """Every registry entry with its local file (sorted by kind and name); never raises for a bad file."""
+    out = []
+    for e in sorted(registry().values(), key=lambda e: (e.kind, e.name)):
+        try:
+            out.append(EntryStatus(e, find_local(e.name)[0]))
+        except ChecksumMismatch as exc:
+            out.append(EntryStatus(e, exc.path, str(exc), "sha256 mismatch"))
+        except OSError as exc:  # a file that is there but cannot be read for the check
+            path = Path(exc.filename) if exc.filename else None
+            out.append(EntryStatus(e, path, f"{exc.filename or e.file} cannot be read ({exc.strerror or exc}); "
+                                            "fix its permissions or delete it", "unreadable"))
+    return out
 
 
 def resolve_model(model: str | Path, config_dir: Path | None = None, download: bool = True

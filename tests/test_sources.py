@@ -408,3 +408,62 @@ def test_pattern_realtime_paces_frames_at_fps(monkeypatch):
     fast = PatternSource(PatternSource.Params(uri="pattern", size="32x24", fps=20, frames=4), ctx(Path(".")))
     slept.clear()
     assert len(read_all(fast)) == 4 and slept == []
+
+
+def _mjpeg_avi(path: Path, n: int) -> bytes:
+    """An MJPG .avi of ``n`` noise frames (64×48): its header states ``n`` frames; returns its bytes."""
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"MJPG"), 25, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        writer.write(rng.integers(0, 256, (48, 64, 3), np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_a_truncated_video_file_is_warned_about_with_both_counts(tmp_path, caplog):
+    """Issue 9 item 18: a file cut off (header: 40 frames, fewer decodable) used to end with no word."""
+    import logging
+
+    data = _mjpeg_avi(tmp_path / "whole.avi", 40)
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    cap = cv2.VideoCapture(str(tmp_path / "cut.avi"), cv2.CAP_FFMPEG)
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 40
+    decodable = 0
+    while cap.read()[0]:
+        decodable += 1
+    cap.release()
+    assert 5 < decodable < 30
+    with caplog.at_level(logging.WARNING):
+        src = VideoFileSource(VideoFileSource.Params(uri="cut.avi"), ctx(tmp_path))
+        src.open()
+        got = 0
+        while src.read() is not None:
+            got += 1
+        assert got == decodable
+        assert src.read() is None  # read again after the end: still one warning
+        src.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"video file {tmp_path / 'cut.avi'} ended after {decodable} of the 40 frames its header states: the file "
+        "is probably truncated or damaged (the rest could not be decoded)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        whole = VideoFileSource(VideoFileSource.Params(uri="whole.avi"), ctx(tmp_path))
+        assert len(read_all(whole)) == 40  # a complete file: no warning
+        assert len(read_all(whole, limit=10)) == 10  # closed before its end (max_frames, Ctrl-C): none either
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_truncated_vtest_avi_reports_197_of_795_frames(tmp_path, assets, caplog):
+    """The case from the issue: vtest.avi cut to a quarter, 795 frames stated, 197 decodable."""
+    import logging
+
+    from .conftest import media
+
+    data = media(assets, "vtest.avi").read_bytes()
+    (tmp_path / "vtest_cut.avi").write_bytes(data[: len(data) // 4])
+    with caplog.at_level(logging.WARNING):
+        frames = read_all(VideoFileSource(VideoFileSource.Params(uri="vtest_cut.avi"), ctx(tmp_path)))
+    assert len(frames) == 197
+    assert f"video file {tmp_path / 'vtest_cut.avi'} ended after 197 of the 795 frames its header states" \
+           in caplog.text

@@ -473,3 +473,33 @@ def test_registered_as_stage_style():
     from streamcnn.pluginmanager import load_plugins
 
     assert load_plugins([]).types["stage"]["style"].cls is style_mod.StyleStage
+
+
+def test_multistyle_without_size_works_at_longer_side_at_most_1024_and_says_so(models, monkeypatch, caplog):
+    """Issue 9 item 19: no `size` used to mean the full frame (8000×6000: 15.8 GB, 93 s); now a bounded default."""
+    import logging
+
+    assert style_mod.DEFAULT_WORK_SIZE == 1024
+    assert StyleStage.Params(style=3).size is None
+    shapes: list[tuple[int, ...]] = []
+    original = ModelSession.run
+
+    def spy(self, feeds, output_names=None):
+        shapes.extend(v.shape for v in feeds.values() if v.ndim == 4)
+        return original(self, feeds, output_names)
+
+    monkeypatch.setattr(ModelSession, "run", spy)
+    with caplog.at_level(logging.INFO):
+        stage = make(style=3)
+    model = models / "style_multistyle26.onnx"
+    assert (f"stage 'style': {model} style 3 at longer side at most 1024 (the default: larger frames are scaled "
+            "down to it and back; set size to change it), strength 1, every 1 on CPUExecutionProvider") in caplog.messages
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (1030, 2050, 3), np.uint8)  # scaled to 1024×514, padded to 1024×516
+    small = rng.integers(0, 256, (250, 333, 3), np.uint8)  # its own size, padded to 336×252
+    assert run(stage, big).shape == (1030, 2050, 3)
+    assert run(stage, small).shape == (250, 333, 3)
+    assert shapes == [(1, 3, 516, 1024), (1, 3, 252, 336)]
+    shapes.clear()
+    run(make(style=3, size=2048), big)  # an explicit size is still honoured (up to MAX_SIZE)
+    assert shapes == [(1, 3, 1032, 2048)]

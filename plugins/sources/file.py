@@ -30,6 +30,10 @@ from .uri import _is_bare_name, _media_entry, _Missing, local_path, uri_scheme
 
 log = logging.getLogger("streamcnn.sources")
 
+#: A file whose decodable frames fall below this fraction of its stated frame count is warned about
+#: (stated counts of some containers are estimates from the duration, off by a frame or so).
+TRUNCATED_FRACTION = 0.98
+
 
 def _video_message(name: str, exc: Exception) -> str:
     """The registry resolver's message, worded for a video file."""
@@ -47,6 +51,10 @@ class VideoFileSource(Source):
     part must exist. ``pts`` is the frame's time in the file (``CAP_PROP_POS_MSEC``, counted from
     the first frame, so frame 0 has pts 0) when that is sane (finite, increasing), else the
     previous pts + 1/fps.
+
+    A file that ends well before the frame count its header states (fewer than
+    `TRUNCATED_FRACTION` of it, and at least 2 frames short: a truncated download, a recording cut
+    off) is warned about once at its end, with both counts.
 
     Raises (from ``open``; ``check`` raises the same messages as ``ValueError``):
         SourceError: the file does not exist (names the resolved path) or cannot be decoded.
@@ -66,6 +74,8 @@ class VideoFileSource(Source):
         self._last_ms = -1.0  # pts in ms of the previous frame, relative to the first
         self._first_ms: float | None = None
         self._last_pts: float | None = None
+        self._path: Path | None = None
+        self._stated = 0  # frame count the file's header states (0: unknown)
 
     @classmethod
     def claims(cls, uri: str | int) -> bool:
@@ -148,6 +158,9 @@ class VideoFileSource(Source):
             raise SourceError(redact(f"cannot open video file {path}: not a video, or an unsupported codec"))
         self._cap = _Capture(cap)
         self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self._stated = int(count) if math.isfinite(count) and count > 0 else 0
+        self._path = path
         self._index = 0
         self._last_ms = -1.0
         self._first_ms = None
@@ -159,6 +172,8 @@ class VideoFileSource(Source):
             return None
         image = cap.read()
         if image is None:
+            if self._cap is cap:  # the end of the file, not close() from another thread
+                self._warn_if_short()
             return None
         ms = cap.get(cv2.CAP_PROP_POS_MSEC)
         if self._index == 0 and math.isfinite(ms) and ms >= 0:
@@ -176,6 +191,16 @@ class VideoFileSource(Source):
         self._last_pts = pts
         self._index += 1
         return to_bgr3(image), pts
+
+    def _warn_if_short(self) -> None:
+        """At the end of the file: warn (once) when it ended well before its stated frame count."""
+        stated, read = self._stated, self._index
+        self._stated = 0
+        if stated and read < stated * TRUNCATED_FRACTION and stated - read >= 2:
+            self.ctx.log.warning(
+                "video file %s ended after %d of the %d frames its header states: the file is probably "
+                "truncated or damaged (the rest could not be decoded)", redact(str(self._path)), read, stated,
+            )
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

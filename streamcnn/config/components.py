@@ -86,27 +86,47 @@ def resolve_item(
     except ValidationError as exc:
         raise ConfigErrors(pydantic_to_config_errors(exc, cls.Params, opath, positions, file, what)) from None
     ctx = _ctx(name, pname, config_dir)
+    comp = Component(kind, name, cls, params, ctx, format_path(opath), line, col, file, entry.plugin.name)
     if check:
         try:
-            cls.check(params, ctx)
+            _check(comp)
             if kind == "stage":
-                _build_and_close(cls, params, ctx)
+                _build_and_close(comp)
         except (ValueError, OSError, StreamcnnError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
             raise kind_(msg, file, line, col, format_path(opath)) from None
-    return Component(kind, name, cls, params, ctx, format_path(opath), line, col)
+    return comp
 
 
-def _build_and_close(cls: type, params: Any, ctx: Context) -> None:
+def _check(comp: Component) -> None:
+    """``comp.cls.check``; a plugin bug in it (anything but the documented ValueError, OSError and
+    StreamcnnError) becomes a ConfigError naming the plugin, component and exception."""
+    try:
+        comp.cls.check(comp.params, comp.ctx)
+    except (ValueError, OSError, StreamcnnError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's own bug: reported by name and YAML line
+        raise comp.start_failure(exc, "failed its check") from None
+
+
+def _build_and_close(comp: Component) -> None:
     """Build a stage and close it at once: everything it checks at start-up (the model loads, its
     head shapes and names fit) is then reported at its YAML line. Sessions and other expensive
-    pieces are cached process-wide, so the engine's own build later costs little."""
+    pieces are cached process-wide, so the engine's own build later costs little. A plugin bug in
+    its ``__init__`` or ``close`` is a ConfigError naming the plugin, the component and the exception."""
     try:
-        stage = cls(params, ctx)
+        stage = comp.cls(comp.params, comp.ctx)
     except DownloadDeferred:
         return  # `validate` never downloads: the model is fetched when the pipeline starts
-    stage.close()
+    except (ValueError, OSError, StreamcnnError):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise comp.start_failure(exc) from None
+    try:
+        stage.close()
+    except Exception as exc:  # noqa: BLE001
+        raise comp.start_failure(exc, "failed to close (after a successful start)") from None
 
 
 def resolve_source(
@@ -144,14 +164,16 @@ def resolve_source(
             pydantic_to_config_errors(exc, cls.Params, path, positions, file, f"source type {type_name!r}")
         ) from None
     ctx = _ctx("source", pname, config_dir)
+    comp = Component("source", type_name, cls, params, ctx, format_path(path), line, col, file,
+                     types[type_name].plugin.name)
     if check:
         try:
-            cls.check(params, ctx)
-        except (ValueError, FileNotFoundError, ConfigError) as exc:
+            _check(comp)
+        except (ValueError, OSError, ConfigError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
             raise kind_(msg, file, line, col, format_path(path)) from None
-    return Component("source", type_name, cls, params, ctx, format_path(path), line)
+    return comp
 
 
 def pick_source_type(uri: str | int, types: dict[str, type], config_dir: Path | None = None) -> str | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..api import Context
-from ..errors import StreamcnnError
+from ..errors import ConfigError, StreamcnnError, where
 from ..pluginmanager import Plugins
 from ..yamlpos import Positions
 
@@ -24,6 +25,11 @@ class Component:
     path: str
     line: int | None = None
     column: int | None = None
+    file: str | None = None  # the YAML file it was written in
+    plugin: str | None = None  # the name of the plugin that registered its type
+    #: set by `build` when the class raised something other than a StreamcnnError, OSError or
+    #: ValueError (a plugin bug): a configuration error (``streamcnn run`` exits 2)
+    failure: ConfigError | None = field(default=None, repr=False, compare=False)
 
     def build(self) -> Any:
         """A new instance of the component (the engine calls this once per run).
@@ -31,6 +37,7 @@ class Component:
         Raises:
             StreamcnnError: the class raised one, or an OSError/ValueError (then named with this
                 component's kind, type and YAML key path).
+            ConfigError: the class raised anything else (see `start_failure`); also kept in ``failure``.
         """
         try:
             return self.cls(self.params, self.ctx)
@@ -38,6 +45,22 @@ class Component:
             raise
         except (OSError, ValueError) as exc:
             raise StreamcnnError(f"{self.kind} '{self.type_name}' ({self.path}): {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a plugin's own bug: reported by name and YAML line
+            self.failure = self.start_failure(exc)
+            raise self.failure from None
+
+    def start_failure(self, exc: BaseException, when: str = "failed to start") -> ConfigError:
+        """The configuration error for an exception the component's class raised while it was built
+        (``when``), e.g. ``p.yaml:6:15: pipelines.cam.sinks[0].boom: sink 'boom' of plugin
+        '/x/my.py' failed to start: RuntimeError: no disk at /x/my.py:12 (-v shows the traceback)``.
+        The traceback is logged at DEBUG on ``streamcnn.config`` (shown with ``-v``)."""
+        logging.getLogger("streamcnn.config").debug(
+            "%s '%s' (%s) %s; traceback:", self.kind, self.type_name, self.path, when, exc_info=exc)
+        of = f" of plugin {self.plugin!r}" if self.plugin else ""
+        return ConfigError(
+            f"{self.kind} '{self.type_name}'{of} {when}: {type(exc).__name__}: {exc}{where(exc)} "
+            "(-v shows the traceback)", self.file, self.line, self.column, self.path,
+        )
 
 
 @dataclass

@@ -6,6 +6,7 @@ Per frame the engine does a buffer hand-off, the stage calls, the sink calls and
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..api import PipelineInfo, Sink, Source, Stage, StreamInfo
 from ..config import PipelineConfig
-from ..errors import StageError, StreamcnnError
+from ..errors import SinkWriteError, StageError, StreamcnnError, where
 from ..frame import Frame
 from ..pluginmanager import call_hook, hook_failure
 from ..redact import redact
@@ -27,6 +28,8 @@ log = logging.getLogger("streamcnn.engine")
 
 _ERROR_LOG_FIRST = 10  # stage errors logged one by one, then one line every _ERROR_LOG_EVERY
 _ERROR_LOG_EVERY = 100
+#: errno values of an OSError from a sink that mean "the disk refuses": named with the sink's file
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 @dataclass
@@ -147,10 +150,12 @@ class PipelineRun:
                     plog.debug("pipeline '%s': the source is still closing", name)
                 self.stats.dropped = self.reader.dropped
                 self.stats.reconnects = self.reader.reconnects
-            for _, sink in sinks:
-                _close(sink, plog, name)
-            for _, stage in stages:
-                _close(stage, plog, name)
+            for (sink_name, sink), comp in zip(sinks, self.cfg.sinks, strict=False):
+                problem = _close(sink, plog, name, f"sink '{sink_name}'", comp)
+                if problem:  # a sink that cannot finish its output fails the run (exit code 1)
+                    self.stats.error = problem if self.stats.error is None else f"{self.stats.error}\n{problem}"
+            for stage_name, stage in stages:
+                _close(stage, plog, name, f"stage '{stage_name}'")
             self.stats.seconds = time.perf_counter() - t0
             summary = {k: v for k, v in self.stats.as_dict().items() if k != "error"}
             plog.info("pipeline '%s' stopped: %s", name, summary)
@@ -195,12 +200,19 @@ class PipelineRun:
                     except Exception as exc:  # noqa: BLE001 - reported like a write error
                         raise StageError(name, sink_name, index, exc, kind="sink") from exc
             failed = False
-            for sink_name, sink in sinks:
+            fatal: StageError | None = None
+            for i, (sink_name, sink) in enumerate(sinks):
                 try:
                     sink.write(frame)
+                except SinkWriteError as exc:  # the output cannot be written: not a per-frame glitch
+                    failed = True
+                    fatal = fatal or StageError(name, sink_name, index, exc, kind="sink")
                 except Exception as exc:  # noqa: BLE001 - the other sinks still get the frame
                     failed = True
-                    self._failed(StageError(name, sink_name, index, exc, kind="sink"), exc, plog)
+                    note = _output_note(self.cfg.sinks[i] if i < len(self.cfg.sinks) else None, exc)
+                    self._failed(StageError(name, sink_name, index, exc, kind="sink", note=note), exc, plog)
+            if fatal is not None:  # stops this pipeline whatever on_error says; the others go on
+                raise fatal from fatal.cause
             if failed:
                 continue
             stats.frames += 1
@@ -241,11 +253,32 @@ def _bad_output(frame: Any) -> str:
     return f"frame.image must be a uint8 H×W×3 BGR array, got a {what}"
 
 
-def _close(obj: Any, plog: logging.Logger, pipeline: str) -> None:
+def _output_note(comp: Any, exc: BaseException | None) -> str:
+    """`` (writing FILE)`` for a disk-level OSError (full disk, quota, file too large, read-only, I/O
+    error) that does not name its file, from the sink's declared file outputs; else empty."""
+    if comp is None or not (isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS and not exc.filename):
+        return ""
+    try:
+        files = [o.target for o in comp.cls.outputs(comp.params, comp.ctx) if o.kind == "file"]
+    except Exception:  # noqa: BLE001 - only for the message
+        return ""
+    return f" (writing {', '.join(files)})" if files else ""
+
+
+def _close(obj: Any, plog: logging.Logger, pipeline: str, label: str | None = None, comp: Any = None) -> str | None:
+    """Close a stage or sink; a failure is logged (traceback at debug level) and returned as a
+    message (``pipeline 'cam': sink 'video' failed to close: ...``), the others are closed anyway."""
     try:
         obj.close()
-    except Exception:  # noqa: BLE001 - keep closing the others
-        plog.exception("pipeline '%s': closing %s failed", pipeline, type(obj).__name__)
+    except Exception as exc:  # noqa: BLE001 - keep closing the others
+        what = label or type(obj).__name__
+        detail = "" if isinstance(exc, StreamcnnError) else where(exc, skip="streamcnn/engine/")
+        msg = f"pipeline '{pipeline}': {what} failed to close: {type(exc).__name__}: {exc}{detail}"
+        msg += _output_note(comp, exc)
+        plog.error("%s", msg)
+        plog.debug("traceback", exc_info=exc)
+        return msg
+    return None
 
 
 __all__ = ["PipelineRun", "PipelineStats"]
