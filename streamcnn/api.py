@@ -278,6 +278,17 @@ class SourceParams(Params):
         stall_timeout: seconds without a frame before a live source counts as disconnected.
         backoff_initial, backoff_max: reconnect delays in seconds (doubling, capped).
         reconnect: reconnect live sources that drop (default true).
+        pts: live sources: ``stream`` (default) spaces frames by the stream's own timestamps where
+            the capture gives them, ``arrival`` by the reader's clock when each frame arrived.
+        pts_policy: a timestamp that does not increase: ``drop`` the frame (default) or ``restamp``
+            it just after the previous one; both are counted (``pts_discontinuities`` in the stats).
+        pts_reset: seconds a timestamp may jump backwards before it counts as a camera clock reset
+            (then everything after it is re-based instead of dropped).
+        lag_warning: seconds a live source under ``policy: all`` may fall behind (frame age when a
+            frame's stages start) before one warning says so.
+
+    What a plugin sees as ``Frame.pts``: seconds, strictly increasing per pipeline run
+    (`streamcnn.engine.timeline`).
     """
 
     uri: str | int
@@ -288,6 +299,10 @@ class SourceParams(Params):
     backoff_initial: float = Field(1.0, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     reconnect: bool = True
+    pts: Literal["stream", "arrival"] = "stream"
+    pts_policy: Literal["drop", "restamp"] = "drop"
+    pts_reset: float = Field(5.0, gt=0)
+    lag_warning: float = Field(5.0, gt=0)
 
 
 class Source(_Component):

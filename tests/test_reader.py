@@ -126,7 +126,7 @@ def test_one_outage_gives_one_disconnect_and_one_reconnect(end, caplog):
         detail = events.items[0][1]
         assert detail["source"] == "rtsp://***@cam.example/stream"
         if end == "hang":
-            assert "no frame" in detail["reason"]
+            assert detail["reason"] == "no new frame for 0.3 s (stall_timeout)"
             src.unhang.set()  # the abandoned read() returns late: its frame must be discarded
             more = take_frames(reader, 20)
             assert all(int(f.image[0, 0, 0]) != HANG_MARK for f in frames + more)
@@ -225,16 +225,19 @@ def drain(reader: SourceReader) -> list:
     return frames
 
 
-def test_non_live_end_of_stream_and_pts_forced_increasing():
+@pytest.mark.parametrize("policy, pts, discontinuities", [
+    ("drop", [0.0, 0.5, 0.54], 2),  # the repeated 0.0 and the 0.4 after 0.5 are dropped; None: one frame on
+    ("restamp", [0.0, 1e-6, 0.5, 0.5 + 1e-6, 0.5 + 1e-6 + 0.04], 2),
+])
+def test_non_live_end_of_stream_and_pts_policy(policy, pts, discontinuities):
     src = ListSource([0.0, 0.0, 0.5, 0.4, None])
+    src.params = SourceParams(uri="file:///user:pw@x", pts_policy=policy)
     reader = SourceReader(src, "all", 2, "p", clock=lambda: 0.0)
     frames = drain(reader)
-    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
-    pts = [f.pts for f in frames]
-    assert pts[0] == 0.0 and pts[2] == 0.5
-    assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), pts
-    assert pts[1] == pytest.approx(1e-6) and pts[3] == pytest.approx(0.5 + 1e-6)
-    assert reader.error is None and reader.frames == 5 and reader.dropped == 0
+    assert [f.index for f in frames] == list(range(len(pts)))  # index counts frames handed over
+    assert [f.pts for f in frames] == pytest.approx(pts, abs=1e-9)
+    assert reader.pts_discontinuities == discontinuities
+    assert reader.error is None and reader.frames == len(pts) and reader.dropped == 0
     assert reader.join(2) and src.closed >= 1
 
 
@@ -370,10 +373,10 @@ class FakeCap:
 
 
 def test_join_waits_until_an_interrupted_read_released_its_capture():
-    from streamcnn_plugins.sources import NetworkStreamSource
+    from streamcnn_plugins.sources import WebcamSource
 
     cap = FakeCap()
-    src = NetworkStreamSource(NetworkStreamSource.Params(uri="rtsp://cam/x", stall_timeout=5), Context("s", "p"))
+    src = WebcamSource(WebcamSource.Params(uri=0, stall_timeout=5), Context("s", "p"))
     src._make_capture = lambda: cap  # type: ignore[method-assign]
     events = Events()
     reader = SourceReader(src, "latest", 1, "cam", on_event=events).start()
@@ -391,7 +394,7 @@ def test_join_waits_until_an_interrupted_read_released_its_capture():
 
 
 # -- outage wording -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("end, reason", [("none", "stream ended"), ("hang", "no frame for 0.3 s (stall_timeout)"),
+@pytest.mark.parametrize("end, reason", [("none", "stream ended"), ("hang", "no new frame for 0.3 s (stall_timeout)"),
                                          ("raise", "read failed: RuntimeError: decoder exploded")])
 def test_outage_reasons_are_distinct(end, reason):
     src = ScriptedLiveSource(live_params(reconnect=False), [(2, end)])
@@ -416,7 +419,7 @@ def test_slow_read_returning_none_is_a_timeout_not_an_end():
     src = SlowNone(live_params(reconnect=False, stall_timeout=0.4), [(None, "none")])
     reader = SourceReader(src, "all", 100, "cam").start()
     assert wait_until(lambda: not reader.running, 5)
-    assert "no frame for" in str(reader.error) and "read timed out" in str(reader.error)
+    assert "no new frame for" in str(reader.error) and "read timed out" in str(reader.error)
     reader.stop()
 
 

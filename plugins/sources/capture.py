@@ -1,8 +1,8 @@
-"""The OpenCV capture shared by the file, webcam and stream sources.
+"""The OpenCV capture shared by the file and webcam sources (network streams use PyAV: stream.py).
 
 `_Capture` wraps a ``cv2.VideoCapture`` so that ``close()`` from another thread never releases it
-under a running ``read()``; `_LiveCaptureSource` is the base of the live sources (webcam,
-network stream): a fresh `_Capture` on every ``open``, frames without pts.
+under a running ``read()``; `_LiveCaptureSource` is the base of the OpenCV live source (webcam):
+a fresh `_Capture` on every ``open``, frames without pts (the reader stamps their arrival).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _sane_fps(value: float) -> float | None:
 
 
 class _LiveCaptureSource(Source, abc.ABC):
-    """Common part of webcam and network stream: a `_Capture` reopened on every ``open``."""
+    """An OpenCV live source (the webcam): a `_Capture` reopened on every ``open``."""
 
     live = True
 

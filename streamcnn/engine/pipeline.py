@@ -26,6 +26,7 @@ from .reader import SourceReader
 
 log = logging.getLogger("streamcnn.engine")
 
+SINK_CLOSE_WAIT = 1.0  # seconds a stopping pipeline waits for its source before closing its sinks
 _ERROR_LOG_FIRST = 10  # stage errors logged one by one, then one line every _ERROR_LOG_EVERY
 _ERROR_LOG_EVERY = 100
 #: errno values of an OSError from a sink that mean "the disk refuses": named with the sink's file
@@ -40,6 +41,11 @@ class PipelineStats:
     skipped: int = 0  # frames dropped because a stage or sink raised (on_error: skip)
     dropped: int = 0  # frames the live policy "latest" dropped
     reconnects: int = 0
+    pts_discontinuities: int = 0  # frames whose timestamp did not increase (dropped/restamped), re-bases
+    lag: float = 0.0  # seconds: age of the last frame when its stages began (now - capture_time)
+    lag_max: float = 0.0  # seconds: the largest such age of the run
+    queued: int = 0  # frames waiting in the source buffer when the last frame was taken
+    queued_max: int = 0
     seconds: float = 0.0
     error: str | None = None
     left_out: str | None = None  # an optional pipeline whose model or media could not be had
@@ -52,7 +58,9 @@ class PipelineStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "frames": self.frames, "skipped": self.skipped, "dropped": self.dropped,
-            "reconnects": self.reconnects, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+            "reconnects": self.reconnects, "pts_discontinuities": self.pts_discontinuities,
+            "lag_max": round(self.lag_max, 3), "queued_max": self.queued_max,
+            "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
             "error": self.error,
         }
 
@@ -125,6 +133,9 @@ class PipelineRun:
             self._loop(stages, sinks, plog)
             if self.reader.error is not None:
                 raise self.reader.error
+            if self.reader.live and self.reader.frames == 0:
+                why = f" (last error: {self.reader.last_error})" if self.reader.last_error else ""
+                raise StreamcnnError(f"pipeline '{name}': source {source.id} never delivered a frame{why}")
             if self.stats.frames == 0 and self.stats.skipped > 0:
                 raise StreamcnnError(
                     f"pipeline '{name}': no frame got through: a {self._last_kind} failed on all {self.stats.skipped} "
@@ -143,13 +154,14 @@ class PipelineRun:
         finally:
             if self.reader is not None:
                 self.reader.stop()
-                # let the capture be released before the process may exit (a live read returns
-                # within about its read timeout)
-                wait = self.cfg.source.params.stall_timeout + 1.0 if self.reader.live else 2.0
-                if not self.reader.join(wait):
-                    plog.debug("pipeline '%s': the source is still closing", name)
+                # give the capture a moment to be released; a live capture stuck in an open or read
+                # is abandoned (a daemon thread; the CLI ends the process without finalisation), so
+                # sinks close within SINK_CLOSE_WAIT s whatever the cameras do
+                if not self.reader.join(SINK_CLOSE_WAIT):
+                    plog.debug("pipeline '%s': the source is still closing (abandoned)", name)
                 self.stats.dropped = self.reader.dropped
                 self.stats.reconnects = self.reader.reconnects
+                self.stats.pts_discontinuities = self.reader.pts_discontinuities
             for (sink_name, sink), comp in zip(sinks, self.cfg.sinks, strict=False):
                 problem = _close(sink, plog, name, f"sink '{sink_name}'", comp)
                 if problem:  # a sink that cannot finish its output fails the run (exit code 1)
@@ -173,6 +185,9 @@ class PipelineRun:
         stats = self.stats
         limit = self.max_frames
         opened = not sinks
+        watch_lag = reader.live and reader.buffer.policy == "all"
+        lag_warning = float(getattr(self.cfg.source.params, "lag_warning", 5.0))
+        warned = False
         while True:
             if self.abort_event.is_set():
                 return
@@ -183,6 +198,19 @@ class PipelineRun:
             except BufferClosed:
                 return
             index = frame.index
+            if reader.live:
+                stats.lag = max(0.0, time.time() - frame.capture_time)
+                stats.lag_max = max(stats.lag_max, stats.lag)
+                stats.queued = reader.queued
+                stats.queued_max = max(stats.queued_max, stats.queued)
+                if watch_lag and not warned and stats.lag > lag_warning:
+                    warned = True
+                    plog.warning(
+                        "pipeline '%s': live source %s is %.1f s behind (%d frames queued) under policy: all: the "
+                        "stages take longer per frame than the camera sends them and the delay keeps growing; use "
+                        "policy: latest (always the newest frame), a lighter model, or every: N on the slow stage "
+                        "(this warning: lag_warning, %g s)", name, reader.source.id, stats.lag, stats.queued,
+                        lag_warning)
             try:
                 for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
                     frame = stage.process(frame)

@@ -24,9 +24,15 @@ process); a ``read()`` that returns within its read timeout releases its capture
 
 ``read()`` may return a third item, a dict merged into ``Frame.meta`` (e.g. ``{"file": …}``).
 
-Frame ``index`` counts frames handed over by the source and is never reset; ``pts`` is the
-source's pts (seconds) or, when it gives None, seconds since the reader started, and is forced
-strictly increasing, also across reconnects.
+Frame ``index`` counts frames handed over by the source and is never reset; ``pts`` and
+``capture_time`` come from a `Timeline` (strictly increasing seconds per run, the source's own
+timestamps where it gives them; see `streamcnn.engine.timeline`). A source may give the wall-clock
+time its frame arrived as ``meta["capture_time"]`` (the stream source stamps each packet as it is
+demuxed); else the reader stamps it when ``read()`` returns.
+
+At most `MAX_PENDING_ATTEMPTS` open-and-read attempts of one live source run at a time: an
+abandoned attempt still stuck inside a capture library is waited for (in backoff) before another
+starts, so hung opens never pile up as threads.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ from ..errors import SourceError
 from ..frame import Frame
 from ..redact import redact
 from .buffer import BufferClosed, BufferEmpty, FrameBuffer
+from .timeline import Timeline
 
 __all__ = ["BufferClosed", "BufferEmpty", "SourceReader", "backoff_delays"]
 
-PTS_EPSILON = 1e-6  # seconds added when a pts would not be strictly increasing
 DEFAULT_OPEN_TIMEOUT = 10.0  # seconds allowed for open() when the source names none
+BLOCKED_PUT = 0.1  # seconds: a buffer.put() that took longer waited for room (backpressure)
+MAX_PENDING_ATTEMPTS = 2  # live attempts of one source alive at once (the current one + one abandoned)
 
 
 def backoff_delays(initial: float, cap: float) -> Iterator[float]:
@@ -72,6 +80,7 @@ class _Attempt:
         self.started = started  # clock() when the attempt began
         self.opened_at: float | None = None  # clock() when open() returned
         self.last_frame: float | None = None  # clock() of the last frame
+        self.last_fresh: float | None = None  # clock() when the last frame's data arrived
         self.frames = 0
         self.busy = False  # inside buffer.put()
         self.failure: str | None = None  # why it ended (redacted)
@@ -123,8 +132,8 @@ class SourceReader:
         self._helpers: list[threading.Thread] = []  # capture (attempt) and closer threads
         self._closer: threading.Thread | None = None
         self._t0: float | None = None
-        self._last_pts: float | None = None
-        self._pts_offset = 0.0  # added to source pts of the current live attempt
+        self.timeline: Timeline | None = None  # made at start()
+        self._last_capture = time.time()  # capture time of the last frame (wall clock)
         self._generation = 0
         self._fps: float | None = None
         self.frames = 0
@@ -147,10 +156,25 @@ class SourceReader:
         """The source's nominal frame rate in frames/s (known after it opened), or None."""
         return self._fps
 
+    @property
+    def pts_discontinuities(self) -> int:
+        """Frames whose timestamp did not increase (dropped or restamped) plus clock re-bases."""
+        return self.timeline.discontinuities if self.timeline is not None else 0
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the buffer now."""
+        return len(self.buffer)
+
     def start(self) -> SourceReader:
         """Start the reader thread (once); returns self."""
         if self._thread is None:
             self._t0 = self._clock()
+            p = self.source.params
+            self.timeline = Timeline(
+                self.live, self._t0, getattr(p, "pts", "stream") != "arrival", getattr(p, "pts_policy", "drop"),
+                float(getattr(p, "pts_reset", 5.0)),
+            )
             self._thread = threading.Thread(
                 target=self._run, name=f"streamcnn-{self.pipeline}-reader", daemon=True
             )
@@ -256,19 +280,18 @@ class SourceReader:
 
     def _deliver(self, image: np.ndarray, pts: float | None, generation: int | None = None,
                  meta: dict[str, Any] | None = None) -> bool:
-        """Stamp and buffer one frame; False when reading must stop (closed, stopped or stale)."""
+        """Stamp and buffer one frame; False when reading must stop (closed, stopped or stale).
+        A frame the timeline drops (a timestamp that did not increase) is not buffered (True)."""
+        arrival = meta.pop("capture_time", None) if meta else None
         with self._lock:
             if self._stop.is_set() or (generation is not None and generation != self._generation):
                 return False
-            now = self._clock()
-            if pts is None:
-                value = now - (self._t0 or 0.0)
-            else:
-                value = float(pts) + self._pts_offset
-            if self._last_pts is not None and value <= self._last_pts:
-                value = self._last_pts + PTS_EPSILON
-            self._last_pts = value
-            frame = Frame(image, self.frames, value, source=self._source_id, capture_time=time.time())
+            assert self.timeline is not None
+            placed = self.timeline.place(pts, self._clock(), float(arrival or time.time()), self._fps)
+            if placed is None:
+                return True
+            frame = Frame(image, self.frames, placed[0], source=self._source_id, capture_time=placed[1])
+            self._last_capture = placed[1]
             if meta:
                 frame.meta.update(meta)
             self.frames += 1
@@ -295,7 +318,7 @@ class SourceReader:
             self.source.open()
         except Exception as exc:  # noqa: BLE001
             self.error = exc if isinstance(exc, SourceError) else SourceError(self._describe(exc))
-            self.log.error("cannot open source %s: %s", self.source.id, self._describe(exc))
+            self.log.debug("cannot open source %s: %s (the pipeline reports it)", self.source.id, self._describe(exc))
             return
         self._fps = self.source.fps
         while not self._stop.is_set():
@@ -322,6 +345,23 @@ class SourceReader:
             attempt.thread.start()
         return attempt
 
+    def _pending(self) -> int:
+        with self._lock:
+            return sum(1 for t in self._helpers if t.is_alive() and t.name.endswith("-capture"))
+
+    def _wait_for_abandoned(self, patience: float) -> bool:
+        """Wait while `MAX_PENDING_ATTEMPTS` attempts of this source are still alive (abandoned ones
+        stuck in the capture library); False when stopped meanwhile. Logged once per wait."""
+        logged = False
+        while self._pending() >= MAX_PENDING_ATTEMPTS:
+            if not logged:
+                self.log.info("source %s: waiting for %d earlier connection attempts to give up before the next one",
+                              self.source.id, self._pending())
+                logged = True
+            if self._sleep(min(1.0, patience)) or self._stop.is_set():
+                return False
+        return not self._stop.is_set()
+
     def _current(self, attempt: _Attempt) -> bool:
         return not self._stop.is_set() and attempt.generation == self._generation
 
@@ -341,7 +381,9 @@ class SourceReader:
                 return
             attempt.opened_at = self._clock()
             self._fps = self.source.fps or self._fps
-            first = True
+            with self._lock:
+                if attempt.generation == self._generation and self.timeline is not None:
+                    self.timeline.new_segment()
             while self._current(attempt):
                 began = self._clock()
                 try:
@@ -352,17 +394,12 @@ class SourceReader:
                 if item is None:
                     waited = self._clock() - began
                     if waited >= slow_read:
-                        since = self._clock() - (attempt.last_frame or attempt.opened_at or began)
-                        attempt.failure = f"no frame for {since:.1f} s (read timed out)"
+                        since = self._clock() - (attempt.last_fresh or attempt.opened_at or began)
+                        attempt.failure = f"no new frame for {since:.1f} s (read timed out)"
                     else:
                         attempt.failure = "stream ended"
                     return
                 image, pts, meta = self._split(item)
-                if first and pts is not None:
-                    with self._lock:  # map this attempt's source clock onto the reader's timeline
-                        if attempt.generation == self._generation and self._last_pts is not None:
-                            self._pts_offset = self._last_pts - float(pts) + PTS_EPSILON
-                    first = False
                 attempt.last_frame = self._clock()
                 attempt.frames += 1
                 attempt.busy = True  # a put() blocked by backpressure is not a stall
@@ -370,7 +407,13 @@ class SourceReader:
                     if not self._deliver(image, pts, attempt.generation, meta):
                         return
                 finally:
+                    put_took = self._clock() - attempt.last_frame
                     attempt.last_frame = self._clock()
+                    # fresh = when the newest frame was sent (its capture time), not when it was read
+                    # out of a buffer; time spent waiting for room in the queue is no stall either
+                    sent = attempt.last_frame - max(0.0, time.time() - self._last_capture)
+                    fresh = attempt.last_frame if put_took > BLOCKED_PUT else sent
+                    attempt.last_fresh = fresh if attempt.last_fresh is None else max(attempt.last_fresh, fresh)
                     attempt.busy = False
         finally:
             if self._stop.is_set():
@@ -398,9 +441,9 @@ class SourceReader:
                 if now - attempt.started > open_limit:
                     return f"open did not finish within {open_limit:g} s"
             else:
-                since = attempt.last_frame if attempt.last_frame is not None else attempt.opened_at
+                since = attempt.last_fresh if attempt.last_fresh is not None else attempt.opened_at
                 if not attempt.busy and now - since > stall:
-                    return f"no frame for {stall:g} s (stall_timeout)"
+                    return f"no new frame for {stall:g} s (stall_timeout)"
         return None
 
     def _run_live(self) -> None:
@@ -423,6 +466,8 @@ class SourceReader:
             state["connected_once"] = True
 
         while not self._stop.is_set():
+            if not self._wait_for_abandoned(float(params.backoff_max)):
+                return  # stopped
             attempt = self._start_attempt()
             if attempt is None:
                 return  # stopped
@@ -437,9 +482,9 @@ class SourceReader:
                 return
             self.last_error = reason
             if not reconnect:
-                self.error = SourceError(f"source {self.source.id}: {reason}")
-                self.log.error("%s", self.error)
-                return
+                said = reason if self.source.id in reason else f"source {self.source.id}: {reason}"
+                self.error = SourceError(f"{said} (reconnect: false)")
+                return  # the pipeline reports it, once
             if down_since is None:
                 down_since = self._clock()
                 delays = backoff_delays(float(params.backoff_initial), float(params.backoff_max))
