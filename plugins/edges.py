@@ -161,7 +161,8 @@ def conv_output_size(n: int, f: int, p: int | tuple[int, int], s: int) -> int:
 
 
 def build_edges_model(
-    weights: np.ndarray, pads: tuple[int, int], stride: int, channels: int, magnitude: bool
+    weights: np.ndarray, pads: tuple[int, int], stride: int, channels: int, magnitude: bool,
+    pad_rows: bool = True,
 ) -> bytes:
     """Serialised ONNX graph: uint8 image → float32 edge map.
 
@@ -176,6 +177,9 @@ def build_edges_model(
         stride: stride in pixels for both axes.
         channels: C, 1 (gray) or 3 (B, G, R filtered separately).
         magnitude: combine the two kernels' responses as ``sqrt(gx² + gy²)``.
+        pad_rows: pad the top and bottom too (the whole-frame graph); False pads only left and
+            right, for `EdgesStage`, which runs the graph over horizontal strips that carry their own
+            rows of zeros (or of the neighbouring image rows).
 
     Returns:
         ``ModelProto.SerializeToString()`` (opset 17, checked with ``onnx.checker``).
@@ -189,8 +193,8 @@ def build_edges_model(
         helper.make_node("Cast", ["image"], ["xf"], to=TensorProto.FLOAT),
         helper.make_node("Transpose", ["xf"], ["x"], perm=[0, 3, 1, 2]),
         helper.make_node(
-            "Conv", ["x", "W"], ["y"], kernel_shape=[f, f], pads=[pads[0], pads[0], pads[1], pads[1]],
-            strides=[stride, stride], group=c,
+            "Conv", ["x", "W"], ["y"], kernel_shape=[f, f], strides=[stride, stride], group=c,
+            pads=[pads[0] * pad_rows, pads[0], pads[1] * pad_rows, pads[1]],  # H begin, W begin, H end, W end
         ),
     ]
     last = "y"
@@ -233,6 +237,12 @@ class EdgesStage(Stage):
     kernels give ``sqrt(gx² + gy²)`` ≥ 0), with ``H' = floor((H + 2p − f)/s) + 1`` and likewise W'
     (see `conv_output_size`); ``frame.image`` becomes the uint8 (H', W', 3) display image
     (gray maps replicated to 3 channels).
+
+    Memory stays bounded whatever the frame size: the convolution runs over horizontal strips of
+    about `strip_elements` input elements (see `edge_map`; the result is bit-identical to the
+    whole-frame graph) and the display image is made strip by strip. On one 8000×6000 frame
+    (``tools/bench_memory.py``) the peak over the frame is 369 MiB: the outputs, 183 MiB of float32
+    map and 137 MiB of display image, plus one strip; the whole-frame graph needed 2690 MiB.
 
     Raises (from ``process``): ModelInputError when the padded frame is smaller than the kernel.
     """
@@ -296,6 +306,10 @@ class EdgesStage(Stage):
 
     params: Params
 
+    #: input elements (rows × padded width × channels) per ONNX Runtime call: a frame larger than this
+    #: is run in horizontal strips of about this size (a 640×480 gray frame is one call)
+    strip_elements: int = 1 << 19
+
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         p = params
@@ -306,20 +320,33 @@ class EdgesStage(Stage):
         self._gray = p.channels == "gray"
         self._minmax = p.display == "minmax"
         self._key = ctx.name
+        # top/bottom zeros come with each strip (see `_strip`); the graph pads only left and right
         model = build_edges_model(
-            self.weights, self.pads, p.stride, 1 if self._gray else 3, p.kernel in _MAGNITUDE
+            self.weights, self.pads, p.stride, 1 if self._gray else 3, p.kernel in _MAGNITUDE, pad_rows=False
         )
         self.session: ModelSession = get_session(model, p.device, stage=ctx.name, name=f"edges:{p.kernel}")
         self._min_side = self.f - self.pads[0] - self.pads[1]  # smallest H/W with an output
-        self._gray_buf: np.ndarray | None = None
+        self._buf: np.ndarray | None = None  # the strip buffer, reused while the frame size stays
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """(H', W') for an H×W input: `conv_output_size` per axis with this stage's f, padding, stride."""
         return (conv_output_size(h, self.f, self.pads, self.stride),
                 conv_output_size(w, self.f, self.pads, self.stride))
 
+    def strip_rows(self, w: int) -> int:
+        """Output rows per ONNX Runtime call for frames ``w`` pixels wide (≥ 1): about
+        `strip_elements` input elements per call."""
+        per_row = (w + self.pads[0] + self.pads[1]) * (1 if self._gray else 3) * self.stride
+        return max(1, self.strip_elements // per_row)
+
     def edge_map(self, image: np.ndarray) -> np.ndarray:
         """The raw float32 response for a uint8 (H, W, 3) BGR image: (H', W') gray, (H', W', 3) per channel.
+
+        Computed in horizontal strips of `strip_rows` output rows: each strip's input holds the
+        image rows its outputs read (``(rows − 1)·s + f`` of them, overlapping the next strip's by
+        ``f − s`` rows) with zero rows where the strip reaches into the top or bottom padding, so
+        the map equals the whole-frame convolution exactly, while the memory of one call stays
+        bounded by `strip_elements` whatever the frame size.
 
         Raises: ModelInputError if H or W is too small for the kernel (``H + pads < f``) or the image
         is not uint8.
@@ -331,33 +358,61 @@ class EdgesStage(Stage):
                 f"model {self.session.name}: a {h}×{w} frame is smaller than the {self.f}×{self.f} kernel "
                 f"with padding {self.pads} (needs H and W >= {self._min_side})"
             )
-        if self._gray:
-            if image.dtype == np.uint8:
-                buf = self._gray_buf
-                if buf is None or buf.shape != (h, w):
-                    buf = self._gray_buf = np.empty((h, w), np.uint8)
-                cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=buf)
-                x = buf[None, :, :, None]
+        if image.dtype != np.uint8:
+            self.session.run(image[None])  # the session's input check names the problem (ModelInputError)
+        h_out, w_out = self.output_size(h, w)
+        out = np.empty((h_out, w_out) if self._gray else (h_out, w_out, 3), np.float32)
+        rows = self.strip_rows(w)
+        for o0 in range(0, h_out, rows):
+            o1 = min(h_out, o0 + rows)
+            strip = self._strip(image, o0 * self.stride - self.pads[0], (o1 - 1 - o0) * self.stride + self.f)
+            res = self.session.run(strip)[0][0]  # (o1 - o0, W', C) float32
+            out[o0:o1] = res[:, :, 0] if self._gray else res
+        return out
+
+    def _strip(self, image: np.ndarray, top: int, n: int) -> np.ndarray:
+        """The (1, n, W, C) uint8 input for image rows ``top .. top + n − 1`` (rows outside the image are
+        zeros: the top/bottom padding); gray conversion per strip."""
+        h, w = image.shape[:2]
+        lo, hi = max(top, 0), min(top + n, h)
+        if not self._gray and lo == top and hi == top + n:
+            return np.ascontiguousarray(image[lo:hi])[None]  # a view for a contiguous frame
+        c = 1 if self._gray else 3
+        buf = self._buf
+        if buf is None or buf.shape != (n, w, c):
+            buf = self._buf = np.empty((n, w, c), np.uint8)
+        a, b = max(lo - top, 0), max(hi - top, 0)
+        buf[:a] = 0
+        buf[b:] = 0
+        if b > a:
+            if self._gray:
+                cv2.cvtColor(image[lo:hi], cv2.COLOR_BGR2GRAY, dst=buf[a:b, :, 0])
             else:
-                x = image[None]  # wrong dtype/shape: the session's input check names the problem
-        else:
-            x = np.ascontiguousarray(image)[None]
-        out = self.session.run(x)[0][0]  # (H', W', C) float32
-        return out[:, :, 0] if self._gray else out
+                buf[a:b] = image[lo:hi]
+        return buf[None]
 
     def to_display(self, edges: np.ndarray) -> np.ndarray:
         """uint8 (H', W', 3) display image from a raw map (H', W') or (H', W', 3).
 
         ``abs``: ``min(round(|x|), 255)`` (cv2.convertScaleAbs). ``minmax``: per frame, the map's
         minimum → 0 and maximum → 255 linearly over all channels together (all zeros when constant).
+        Converted in strips of rows into the result, so no full-size temporary is made.
         """
+        alpha, beta = 1.0, 0.0
         if self._minmax:
             lo, hi = float(edges.min()), float(edges.max())
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            img = cv2.convertScaleAbs(edges, alpha=scale, beta=-lo * scale)
-        else:
-            img = cv2.convertScaleAbs(edges)
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
+            alpha = 255.0 / (hi - lo) if hi > lo else 0.0
+            beta = -lo * alpha
+        h_out, w_out = edges.shape[:2]
+        out = np.empty((h_out, w_out, 3), np.uint8)
+        rows = max(1, (1 << 20) // max(1, w_out))
+        for r0 in range(0, h_out, rows):
+            part = cv2.convertScaleAbs(edges[r0:r0 + rows], alpha=alpha, beta=beta)
+            if part.ndim == 2:
+                cv2.cvtColor(part, cv2.COLOR_GRAY2BGR, dst=out[r0:r0 + rows])
+            else:
+                out[r0:r0 + rows] = part
+        return out
 
     def process(self, frame: Frame) -> Frame:
         """Replace ``frame.image`` by the edge display image; raw map in ``frame.meta["edges"]``."""

@@ -4,11 +4,19 @@ Works with the headless OpenCV wheel and on servers: open ``http://HOST:PORT/`` 
 ``/stream.mjpg`` is a ``multipart/x-mixed-replace`` stream of JPEG frames; ``/frame.jpg`` is the
 next processed frame (or, when none arrives within 1 s, the last one encoded). Frames are
 JPEG-encoded only while at least one client is watching, so an unwatched preview costs nothing
-per frame. Served by the standard library's ``ThreadingHTTPServer``.
+per frame. Served by the standard library's ``ThreadingHTTPServer`` with one thread per client,
+at most ``max_clients`` at once (more get ``503 Service Unavailable`` at once and are closed), and
+a socket timeout of ``client_timeout`` seconds per connection (an idle or stalled client is
+dropped). A client that goes away mid-response is logged at DEBUG only (``-v``), never with a
+traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,8 +41,130 @@ class _Latest:
         self.closed = False
 
 
+#: what a client that went away looks like: BrokenPipe, ConnectionReset, ConnectionAborted, a timeout
+_GONE = (ConnectionError, TimeoutError)
+
+
+class _Server(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` with a bound on concurrent connections and quiet client errors.
+
+    Each accepted connection gets its own thread while fewer than ``max_clients`` are open; beyond
+    that the new client is answered ``503`` at once on the accepting thread and closed. Errors of
+    clients that went away (`_GONE`) are logged at DEBUG; any other error of a request is one
+    WARNING line (the traceback at DEBUG). ``close_clients`` cuts every open connection, so that
+    ``server_close`` never waits for a slow client.
+    """
+
+    daemon_threads = True
+    block_on_close = False  # `close_clients` ends the handler threads instead
+    request_queue_size = 64  # a burst of connects waits in the kernel's backlog, not in SYN retries
+
+    def __init__(self, address: tuple[str, int], handler: type, max_clients: int, log: logging.Logger) -> None:
+        self.max_clients = max_clients
+        self.log = log
+        self.active: set[socket.socket] = set()
+        self.active_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        with self.active_lock:
+            full = len(self.active) >= self.max_clients
+            if not full:
+                self.active.add(request)
+        if full:
+            self._refuse(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError as exc:  # no thread could be started
+            self.log.warning("preview: cannot serve %s: %s", _peer(client_address), exc)
+            with self.active_lock:
+                self.active.discard(request)
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.active_lock:
+                self.active.discard(request)
+
+    def _refuse(self, request: socket.socket, client_address: tuple) -> None:
+        """Answer 503 and close, without blocking the accepting thread for long."""
+        body = (f"busy: {self.max_clients} clients are connected to this preview already "
+                "(its max_clients); try again later\n").encode()
+        head = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n").encode()
+        try:
+            request.settimeout(1.0)
+            request.sendall(head + body)
+            request.shutdown(socket.SHUT_WR)
+            request.setblocking(False)
+            try:
+                request.recv(65536)  # what the client sent already: closing over unread data would reset
+            except OSError:
+                pass
+        except OSError as exc:
+            self.log.debug("preview: refusing %s: %s", _peer(client_address), exc)
+        finally:
+            request.close()
+        self.log.debug("preview: %d clients already; refused %s with 503", self.max_clients, _peer(client_address))
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _GONE):
+            self.log.debug("preview: client %s went away: %s", _peer(client_address), exc)
+        else:
+            self.log.warning("preview: request from %s failed: %s: %s (-v shows the traceback)",
+                             _peer(client_address), type(exc).__name__, exc)
+            self.log.debug("preview: traceback of the failed request", exc_info=exc)
+
+    def close_clients(self) -> None:
+        """Shut every open client connection down (its handler thread then ends at once)."""
+        with self.active_lock:
+            active = list(self.active)
+        for request in active:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _peer(client_address: tuple) -> str:
+    return f"{client_address[0]}:{client_address[1]}" if len(client_address) >= 2 else str(client_address)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the preview cannot listen on ``host:port`` (tried by binding a socket the way the server
+    does, then closing it), or None. Port 0 (any free port) always works."""
+    if port == 0:
+        return None
+    probe = socket.socket(_Server.address_family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server: TIME_WAIT is no conflict
+        probe.bind((host, port))
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: unknown host {host!r} ({exc.strerror}); use 127.0.0.1 or 0.0.0.0"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is already in use (by another program or another pipeline of this "
+                    "file); pick another port")
+        if exc.errno == errno.EACCES:
+            return f"cannot listen on port {port} on {host}: permission denied (ports below 1024 need root)"
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return (f"cannot listen on {host}:{port}: {host} is not an address of this machine; use 127.0.0.1 "
+                    "(this machine only) or 0.0.0.0 (every interface)")
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    finally:
+        probe.close()
+    return None
+
+
 class PreviewSink(Sink):
     """Serve the processed frames as an MJPEG stream at ``http://host:port/``.
+
+    ``check`` (validate) binds the port once, so a port in use is a configuration error; two
+    preview sinks of one file on one port are one too (their declared `outputs`).
 
     Raises (at start-up): StreamcnnError when the port cannot be bound.
     """
@@ -43,6 +173,15 @@ class PreviewSink(Sink):
         host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 for all interfaces)")
         port: int = Field(8090, ge=0, le=65535, description="TCP port (0 = any free port)")
         quality: int = Field(80, ge=1, le=100, description="JPEG quality")
+        max_clients: int = Field(32, ge=1, description="connections served at once; more get 503 at once")
+        client_timeout: float = Field(10.0, gt=0, description="seconds a connection may stay idle or stalled")
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        """ValueError when ``host:port`` cannot be listened on now (in use, not an address here ...)."""
+        problem = port_problem(params.host, params.port)
+        if problem:
+            raise ValueError(problem)
 
     @classmethod
     def outputs(cls, params: Params, ctx: Context) -> list[Output]:
@@ -53,9 +192,13 @@ class PreviewSink(Sink):
         self.latest = _Latest()
         latest, title = self.latest, ctx.pipeline
 
+        log = ctx.log
+
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt: str, *args: object) -> None:  # keep the console quiet
-                return
+            timeout = params.client_timeout  # socket timeout of each connection (StreamRequestHandler)
+
+            def log_message(self, fmt: str, *args: object) -> None:  # requests and timeouts: -v only
+                log.debug("preview: %s: %s", self.address_string(), fmt % args)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 if self.path in ("/", "/index.html"):
@@ -112,17 +255,16 @@ class PreviewSink(Sink):
                         seq = new_seq
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                except _GONE as exc:
+                    log.debug("preview: client %s left the stream: %s", self.address_string(), exc)
                 finally:
                     with latest.cond:
                         latest.clients -= 1
 
         try:
-            self.server = ThreadingHTTPServer((params.host, params.port), Handler)
+            self.server = _Server((params.host, params.port), Handler, params.max_clients, ctx.log)
         except OSError as exc:
             raise StreamcnnError(f"preview sink: cannot listen on {params.host}:{params.port}: {exc}") from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name=f"preview-{ctx.pipeline}", daemon=True)
         self.thread.start()
@@ -145,6 +287,7 @@ class PreviewSink(Sink):
             self.latest.closed = True
             self.latest.cond.notify_all()
         self.server.shutdown()
+        self.server.close_clients()
         self.server.server_close()
 
 

@@ -5,12 +5,15 @@ image file per frame), ``display`` (OpenCV window) and ``null``. Registered thro
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import stat
 import string
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -70,6 +73,78 @@ def _write_problem(folder: Path) -> str | None:
     return None
 
 
+#: fourccs to suggest per container, in order of preference (offered only where they open here)
+CONTAINER_FOURCCS = {
+    ".mp4": ("mp4v",), ".m4v": ("mp4v",), ".mov": ("mp4v", "MJPG"), ".webm": ("VP80", "VP90"),
+    ".avi": ("MJPG", "XVID"), ".mkv": ("mp4v", "MJPG", "VP80", "VP90"), ".ogv": ("VP80",),
+}
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet(quiet: bool) -> Iterator[None]:
+    """While active (and ``quiet``), OpenCV's and FFmpeg's own console lines are dropped: OpenCV's log
+    level is set to silent and file descriptor 2 points at /dev/null (FFmpeg's muxer and OpenCV's
+    ``OpenCV: FFMPEG: tag ... is not supported`` lines are printed straight to it). Meant for the short
+    probe of `writer_opens` at validate time, before any pipeline thread runs."""
+    if not quiet:
+        yield
+        return
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = logging_mod.getLogLevel() if logging_mod else None
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        if logging_mod:
+            logging_mod.setLogLevel(logging_mod.LOG_LEVEL_SILENT)
+        yield
+    finally:
+        if logging_mod and level is not None:
+            logging_mod.setLogLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def writer_opens(path: Path, fourcc: str, quiet: bool = True, size: tuple[int, int] = (64, 64),
+                 fps: float = 25.0) -> bool:
+    """True when OpenCV (FFmpeg) opens a video writer for ``fourcc`` on ``path``'s container: tried on
+    a temporary file with ``path``'s extension in a temporary folder (removed again). ``quiet``
+    drops OpenCV's and FFmpeg's own console lines meanwhile (`_native_stderr_quiet`)."""
+    with tempfile.TemporaryDirectory(prefix="streamcnn-codec-") as tmp, _native_stderr_quiet(quiet):
+        writer = cv2.VideoWriter(str(Path(tmp) / f"probe{path.suffix}"), cv2.CAP_FFMPEG,
+                                 cv2.VideoWriter.fourcc(*fourcc), fps, size)
+        try:
+            return bool(writer.isOpened())
+        finally:
+            writer.release()
+
+
+def codec_problem(path: Path, fourcc: str, quiet: bool = True) -> str | None:
+    """Why the video sink cannot write ``path`` with ``fourcc`` (``writer_opens`` is false), saying
+    which fourccs work for that container; None when it can."""
+    if writer_opens(path, fourcc, quiet):
+        return None
+    ext = path.suffix.lower()
+    if not ext:
+        return (f"cannot write {path}: the path has no extension, so there is no container to write "
+                f"fourcc {fourcc!r} into; end it in .mp4 (fourcc mp4v), .avi (MJPG, XVID) or .webm (VP80, VP90)")
+    works = [c for c in CONTAINER_FOURCCS.get(ext, ()) if c != fourcc and writer_opens(path, c, quiet)]
+    h264 = (" (avc1/H264 do not work in the pip OpenCV wheels: their FFmpeg has no H.264 encoder)"
+            if fourcc.upper() in ("AVC1", "H264", "X264") else "")
+    if works:
+        fix = f"for {ext} use fourcc: {' or '.join(works)}"
+    elif ext in CONTAINER_FOURCCS:
+        fix = f"this OpenCV build writes no {ext} video at all; use .mp4 with fourcc mp4v"
+    else:
+        fix = f"{ext} is not a video container OpenCV writes; use .mp4 (mp4v), .avi (MJPG, XVID) or .webm (VP80, VP90)"
+    return (f"cannot write {path}: OpenCV cannot encode fourcc {fourcc!r} into a {ext} container{h264}; "
+            f"{fix}")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (short writes continued); OSError when the OS refuses."""
     view = memoryview(data)
@@ -100,6 +175,17 @@ class VideoSink(_FileSink):
         path: str = Field(description="output file (.mp4, .avi, .mkv, .webm); folders are created")
         fourcc: str = Field("mp4v", min_length=4, max_length=4, description="codec FOURCC")
         fps: float | None = Field(None, gt=0, description="frames/s (default: the source's, else 25)")
+
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        """The folder can be written, and this OpenCV can encode ``fourcc`` into the path's container
+        (a writer is opened on a small temporary file of the same extension): ValueError naming the
+        path, the fourcc, the container and the fourccs that work for it."""
+        super().check(params, ctx)
+        problem = codec_problem(ctx.output_path(params.path), params.fourcc,
+                                quiet=not ctx.log.isEnabledFor(logging.DEBUG))  # -v shows OpenCV's own lines
+        if problem:
+            raise ValueError(problem)
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)

@@ -287,6 +287,13 @@ def style_image_path(name: str, config_dir: Path | None, download: bool = True) 
     entry = lookup(name)
     if entry is not None and entry.kind == "media" and entry.url and not offline():
         return resolve_asset(name, config_dir) if download else None
+    if entry is not None and entry.kind == "media" and entry.url:
+        raise ValueError(
+            f"style_image {name!r} is a picture of the registry (`streamcnn models`) that is downloaded on first "
+            f"use, but downloads are off (STREAMCNN_OFFLINE is set) and it is not here. Looked in: "
+            f"{', '.join(dict.fromkeys(looked))}. To get it: unset STREAMCNN_OFFLINE, or download it from "
+            f"{entry.url} (sha256 {entry.sha256}) into a STREAMCNN_ASSETS folder"
+        )
     raise ValueError(
         f"style_image {name!r}: no such picture. Looked in: {', '.join(dict.fromkeys(looked))}. Give the path of "
         "an image file (relative paths are relative to the YAML file), e.g. style_image: starry_night.jpg"

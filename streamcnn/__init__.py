@@ -7,6 +7,7 @@ rely on these names across 0.x minor versions (a change is announced in the READ
 Everything else (``streamcnn.config``, ``streamcnn.engine``, ``streamcnn.cli``, ...) is internal.
 """
 
+from . import _startup  # noqa: F401 - first: a signal while the command imports ends quietly
 from ._ortcheck import check_onnxruntime
 
 check_onnxruntime()

@@ -1,13 +1,16 @@
 """The ``streamcnn`` command: ``run``, ``validate``, ``plugins``.
 
-Exit codes: 0 success, 2 configuration error (YAML, plugins, options), 1 runtime failure.
-User mistakes are printed as one message per problem, without a traceback.
+Exit codes: 0 success, 2 configuration error (YAML, plugins, options), 1 runtime failure;
+interrupted while starting (before any pipeline ran): 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+(`streamcnn._startup`). User mistakes are printed as one message per problem, without a traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+
+from . import _startup  # first: from here on a signal while starting is one line and exit 128 + signal
 
 # OpenCV's and FFmpeg's own console lines ("[ WARN:0@0.1] global cap.cpp ...", "[tcp @ 0x...] Connection
 # refused") repeat what streamcnn reports in its own words; keep them quiet unless asked (`-v` or the
@@ -42,7 +45,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     if verbose:
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # FFmpeg warnings, for debugging cameras
-        _opencv_warnings_on()
+        _opencv_log_level(3)  # LOG_LEVEL_WARNING
+        import av.logging  # network streams: PyAV's FFmpeg warnings, through the `libav` loggers
+
+        av.logging.set_level(av.logging.WARNING)
+    else:  # cv2 was imported (by streamcnn) before OPENCV_LOG_LEVEL above could apply: set it now
+        _opencv_log_level(2)  # LOG_LEVEL_ERROR
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
@@ -50,15 +58,15 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
 
 
-def _opencv_warnings_on() -> None:
-    """Let OpenCV print its own warnings (``-v``): ``cv2.utils.logging.setLogLevel`` in OpenCV 5,
-    ``cv2.setLogLevel`` in OpenCV 4 (both take the level numbers of ``LOG_LEVEL_WARNING`` = 3)."""
+def _opencv_log_level(level: int) -> None:
+    """Set OpenCV's own log level (3 = ``LOG_LEVEL_WARNING`` for ``-v``, 2 = ``LOG_LEVEL_ERROR``
+    otherwise): ``cv2.utils.logging.setLogLevel`` in OpenCV 5, ``cv2.setLogLevel`` in OpenCV 4."""
     import cv2
 
     logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
     set_level = getattr(logging_mod, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
     if set_level is not None:
-        set_level(3)  # LOG_LEVEL_WARNING
+        set_level(level)
 
 
 def _fail(exc: StreamcnnError) -> None:
@@ -102,8 +110,11 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
     """Run the pipelines in FILE until their sources end or Ctrl-C / SIGTERM.
 
     On Ctrl-C or SIGTERM the sources stop, queued frames are processed and every sink is
-    flushed and closed (a second Ctrl-C skips the queued frames).
+    flushed and closed (a second Ctrl-C skips the queued frames). SIGHUP (a closed terminal or ssh
+    session) is handled like SIGTERM. A signal while starting, before any pipeline ran, ends the
+    process at once (exit code 128 + the signal's number, 130 for Ctrl-C).
     """
+    _startup.note = " while starting: no pipeline ran, no file was written"
     try:
         config = load_config(file, check=True, only=list(dict.fromkeys(pipelines)) or None)
     except StreamcnnError as exc:
@@ -122,11 +133,11 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
         else:
             log.warning("%s received: stopping (flushing sinks; again to skip queued frames)",
                         signal.Signals(signum).name)
-        engine.stop()
+        engine.stop()  # a second call skips the queued frames
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        for sig in _startup.SIGNALS:  # SIGINT, SIGTERM, SIGHUP
+            signal.signal(sig, on_signal)
     engine.run()
     failed = engine.failed
     for r in failed:
@@ -139,9 +150,19 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
             continue
         click.echo(
             f"{r.name}: {s.frames} frames in {s.seconds:.1f} s ({s.fps:.1f} frames/s), "
-            f"{s.skipped} skipped, {s.dropped} dropped, {s.reconnects} reconnects", err=True,
+            f"{s.skipped} skipped, {s.dropped} dropped, {s.reconnects} reconnects"
+            + (f", {s.pts_discontinuities} pts discontinuities" if s.pts_discontinuities else ""), err=True,
         )
-    _exit(1 if failed else 0)
+    _exit(_exit_code(failed))
+
+
+def _exit_code(failed: list) -> int:
+    """0 when no pipeline failed; 2 when one failed because a plugin's component could not be built
+    (a configuration problem, as ``validate`` reports it); else 1."""
+    if not failed:
+        return 0
+    built = [c for r in failed for c in (r.cfg.source, *r.cfg.stages, *r.cfg.sinks)]
+    return 2 if any(getattr(c, "failure", None) is not None for c in built) else 1
 
 
 def _exit(code: int) -> None:
@@ -203,7 +224,7 @@ def plugins_cmd(file: str | None, show: str | None) -> None:
             except StreamcnnError as exc:
                 errors.append(str(exc))
     if show is not None:
-        _show_options(plugins, show)
+        _show_options(plugins, show, file)
         return
     rows = []
     for kind in KINDS:
@@ -227,7 +248,7 @@ def plugins_cmd(file: str | None, show: str | None) -> None:
         sys.exit(2)
 
 
-def _show_options(plugins, show: str) -> None:
+def _show_options(plugins, show: str, file: str | None = None) -> None:
     from pydantic_core import PydanticUndefined
 
     from .config.messages import describe_expected
@@ -236,8 +257,10 @@ def _show_options(plugins, show: str) -> None:
     entries = [e for kind in KINDS for e in plugins.types[kind].values() if show in ("all", e.name)]
     if not entries:
         names = sorted({n for kind in KINDS for n in plugins.types[kind]})
+        hint = "" if file else (f". A type from a plugin file is known only with the YAML file that lists it in "
+                                f"plugins: `streamcnn plugins -c FILE -o {show}`")
         click.echo(f"no stage, source or sink named {show!r}{suggest(show, names) or '.'} "
-                   f"Known: {', '.join(names)}", err=True)
+                   f"Known: {', '.join(names)}{hint}", err=True)
         sys.exit(2)
     for e in sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)):
         model = e.cls.Params
@@ -250,7 +273,7 @@ def _show_options(plugins, show: str) -> None:
                 default = "optional"
             else:
                 default = f"default {yaml.safe_dump(info.default, default_flow_style=True).splitlines()[0]}"
-            expected = describe_expected(model, (fname,)) or str(info.annotation)
+            expected = describe_expected(model, (fname,)) or "any value"  # never a Python type name
             desc = f" — {info.description}" if info.description else ""
             click.echo(f"    {fname}: {expected}; {default}{desc}")
         click.echo("")

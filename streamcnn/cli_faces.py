@@ -72,6 +72,39 @@ def _check_family(option: str, model: str, family: str, what: str) -> None:
                          f"use one of: {', '.join(mismatch.fitting)}")
 
 
+_KINDS = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+          (b"BM", "a BMP image"), (b"RIFF", "a RIFF file (WebP image, AVI video ...)"))
+
+
+def _not_a_database(path: Path) -> str | None:
+    """Why the existing file ``path`` is certainly not a face database (not a zip archive, as an
+    .npz is), or None. The advice never names ``path`` itself as ``--out``: it may be a photo."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None  # missing, a folder, unreadable: FaceDB.load says which
+    if head.startswith(b"PK\x03\x04"):
+        return None
+    kind = next((f" (it is {what})" for magic, what in _KINDS if head.startswith(magic)), "")
+    new = path.with_suffix(".npz")
+    if new == path or new.exists():
+        fix = ("a face database is the .npz file `streamcnn faces enroll PEOPLE_DIR --out NEW.npz` writes"
+               if new == path else f"did you mean {new}?")
+    else:
+        fix = f"a face database is made with `streamcnn faces enroll PEOPLE_DIR --out {new}` (a new file)"
+    return f"{path} is not a streamcnn face database{kind}; {fix}"
+
+
+def _load_db(path: Path) -> FaceDB:
+    """`FaceDB.load` for ``faces list`` and ``faces remove``; a file that is not a database at all
+    (a photo given by mistake) is a `FaceDBError` whose advice never overwrites it."""
+    why = _not_a_database(path)
+    if why is not None:
+        raise FaceDBError(why)
+    return FaceDB.load(path, None, None)
+
+
 def _load_models(detector: str, model: str, device: str):
     """The face detector and embedder for enrolment, through the core's model resolution."""
     from .ops.faces import FaceDetector, detector_format
@@ -114,6 +147,10 @@ def faces() -> None:
 def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str, model: str, device: str) -> None:
     """Enrol the people in PEOPLE_DIR (PEOPLE_DIR/<name>/<photos>) into --out."""
     try:
+        why = _not_a_database(out)
+        if why is not None and out.suffix.lower() != ".npz":
+            # never overwrite a photo given as --out by mistake (--fresh replaces only a broken .npz)
+            raise FaceDBError(f"--out {out} exists and is not overwritten: {why}")
         found = person_photos(people_dir)
         if not found.people:
             raise FaceDBError(f"{people_dir} has no person folders (expected {people_dir}/<name>/<photos>)")
@@ -169,7 +206,7 @@ def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str
 def list_cmd(database: Path, as_json: bool) -> None:
     """List the people in DATABASE."""
     try:
-        db = FaceDB.load(database, None, None)
+        db = _load_db(database)
     except StreamcnnError as exc:
         _fail(exc)
     click.echo(recipe_json(db) if as_json else describe(db))
@@ -182,7 +219,7 @@ def remove(database: Path, names: tuple[str, ...]) -> None:
     """Remove NAMES from DATABASE (nobody else is re-embedded)."""
     names = tuple(dict.fromkeys(names))  # a name given twice is removed once
     try:
-        db = FaceDB.load(database, None, None)
+        db = _load_db(database)
         unknown = [n for n in names if n not in db.names]
         if unknown:
             from .words import suggest

@@ -141,7 +141,8 @@ class Plugins:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             target = str(path) if looks_like_file else spec
-            return self._fail_ref(rec, ref, f"{what} failed to import: {_describe(exc, f'importing {target}')}")
+            reason = _describe(exc, f"importing {target}", path if looks_like_file else None)
+            return self._fail_ref(rec, ref, f"{what} failed to import: {reason}")
         self._register(obj, rec)
         if rec.status == "failed":
             raise PluginError(f"plugin {spec!r}: {rec.reason}", ref.file, ref.line, ref.column)
@@ -269,16 +270,36 @@ def _spec_names() -> list[str]:
     return [n for n in dir(hookspecs) if n.startswith("streamcnn_")]
 
 
-def _describe(exc: BaseException, what: str) -> str:
+def _describe(exc: BaseException, what: str, path: Path | None = None) -> str:
     """One line naming the exception and, for plugin code, the file and line it came from.
 
     A ``SyntaxError`` (also one in a module the plugin imports) is located by its own file, line and
-    column: its traceback ends in the import machinery, not in the plugin.
+    column: its traceback ends in the import machinery, not in the plugin. One without a file (Python
+    raises "source code string cannot contain null bytes" that way, as a ValueError before 3.11.4) is
+    located in ``path``, the plugin file being imported, at the line of its first NUL byte.
     """
     if isinstance(exc, SyntaxError) and exc.filename:
         col = f":{exc.offset}" if exc.offset else ""
         return f"{type(exc).__name__}: {exc.msg} at {exc.filename}:{exc.lineno}{col} (while {what})"
+    nul = isinstance(exc, ValueError) and "null bytes" in str(exc)  # Python < 3.11.4 raises ValueError
+    if (isinstance(exc, SyntaxError) or nul) and path is not None:
+        msg = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+        return f"{type(exc).__name__}: {msg} at {path}{_nul_line(path)} (while {what})"
     return f"{type(exc).__name__}: {exc}{where(exc)} (while {what})"
+
+
+def _nul_line(path: Path) -> str:
+    """``:LINE:COLUMN`` of the first NUL byte in the file at ``path`` (1-based), or ``""``."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    at = data.find(b"\0")
+    if at < 0:
+        return ""
+    start = data.rfind(b"\n", 0, at) + 1
+    line = data.count(b"\n", 0, at) + 1
+    return f":{line}:{at - start + 1}"
 
 
 def _culprits(caller: Any, exc: BaseException) -> tuple[list[str], bool]:

@@ -13,10 +13,20 @@ def suggest(word: str, choices: Iterable[str]) -> str:
         word: what the user wrote.
         choices: the valid names.
     """
-    options = [str(c) for c in choices]
-    by_lower = {c.lower(): c for c in options}
+    close = closest(word, choices)
+    return f" — did you mean {close!r}?" if close is not None else ""
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (case-insensitive, difflib ratio ≥ 0.6), or None.
+
+    Args:
+        word: what the user wrote.
+        choices: the valid names.
+    """
+    by_lower = {str(c).lower(): str(c) for c in choices}
     close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" — did you mean {by_lower[close[0]]!r}?" if close else ""
+    return by_lower[close[0]] if close else None
 
 
 def a_an(word: str) -> str:
@@ -24,4 +34,4 @@ def a_an(word: str) -> str:
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
-__all__ = ["a_an", "suggest"]
+__all__ = ["a_an", "closest", "suggest"]

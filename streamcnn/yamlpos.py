@@ -4,10 +4,11 @@ PyYAML's composer gives nodes with start marks; we build dicts/lists ourselves s
 key path maps to a 1-based (line, column). Tabs, literal duplicate keys, unknown tags, recursive
 aliases and anything else PyYAML would raise on become `ConfigError`s.
 
-Scalars follow the YAML 1.2 core schema for numbers: ``0x0``, ``010``, ``1:30`` and ``2024-01-01``
-stay strings or decimal integers (YAML 1.1 would read ``size: 0x0`` as the hex number 0 and
-``1:30`` as 90). Merge keys (``<<: *anchor``, ``<<: [*a, *b]``) work as in YAML 1.1: keys written
-in the mapping override merged ones, and earlier mappings of a merge list override later ones.
+Numbers are YAML 1.2 decimal ones only (no hex or octal, no ``_`` or ``:`` in them): ``0x0``,
+``1:30`` and ``2024-01-01`` stay strings and ``010`` is 10 (YAML 1.1 would read ``size: 0x0`` as
+the hex number 0 and ``1:30`` as 90). Merge keys (``<<: *anchor``, ``<<: [*a, *b]``) work as in
+YAML 1.1: keys written in the mapping override merged ones, and earlier mappings of a merge list
+override later ones; only literal duplicate keys are errors.
 """
 
 from __future__ import annotations
@@ -196,9 +197,10 @@ class _Builder:
                 for src in sources:
                     if not isinstance(src, yaml.MappingNode):
                         raise self.error("'<<' (a merge key) needs a mapping or a list of mappings, e.g. "
-                                         "`<<: *defaults` or `<<: [*a, *b]`", src, path + ("<<",))
+                                         "`<<: *defaults` or `<<: [*a, *b]`", knode, path + ("<<",))
                     if id(src) in self.active or len(self.active) >= MAX_DEPTH:
-                        raise self.error("recursive alias: this anchor is merged into itself", src, path)
+                        # an alias node carries its anchor's position: point at the `<<` key instead
+                        raise self.error("recursive alias: this anchor is merged into itself", knode, path + ("<<",))
                     self.active.add(id(src))
                     try:
                         for k, pair in self.pairs(src, path).items():

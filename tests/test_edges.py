@@ -338,3 +338,100 @@ def test_registered_through_the_hook() -> None:
     pm.add_hookspecs(hookspecs)
     pm.register(edges_plugin)
     assert pm.hook.streamcnn_stage_types() == [{"edges": EdgesStage}]
+
+
+# --- strips: bounded memory, the same map as the whole-frame convolution ----------------------------------
+
+
+def whole_frame_map(image: np.ndarray, kernel: str, weights, padding, stride: int, channels: str) -> np.ndarray:
+    """The untiled result: the whole-frame graph (zero padding on all four sides) run once by ORT."""
+    import onnxruntime as ort
+
+    from streamcnn_plugins.edges import build_edges_model, resolve_padding
+
+    k = kernel_weights(kernel, weights)
+    model = build_edges_model(k, resolve_padding(padding, k.shape[1]), stride, 1 if channels == "gray" else 3,
+                              kernel in ("sobel", "scharr"))
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[None, :, :, None] if channels == "gray" else image[None]
+    out = session.run(None, {"image": np.ascontiguousarray(x)})[0][0]
+    return out[:, :, 0] if channels == "gray" else out
+
+
+STRIP_CASES = [  # kernel, weights, padding, stride, channels
+    ("sobel", None, "same", 1, "gray"),
+    ("scharr", None, 3, 3, "gray"),
+    ("custom", np.random.default_rng(7).normal(size=(5, 5)).tolist(), "same", 2, "per_channel"),  # float weights
+    ("custom", _custom(4, 8), "valid", 1, "gray"),  # even kernel: asymmetric same padding elsewhere
+    ("laplacian", None, 2, 2, "per_channel"),
+]
+
+
+@pytest.mark.parametrize(("kernel", "weights", "padding", "stride", "channels"), STRIP_CASES,
+                         ids=[f"{c[0]}-{c[2]}-s{c[3]}-{c[4]}" for c in STRIP_CASES])
+def test_strips_give_the_whole_frame_map_bit_for_bit_on_a_real_frame(assets, kernel, weights, padding, stride,
+                                                                      channels) -> None:
+    from tests.conftest import media
+
+    image = cv2.imread(str(media(assets, "obama_and_biden.jpg")))  # 1428×2000
+    stage = make_stage(kernel=kernel, weights=weights, padding=padding, stride=stride, channels=channels)
+    h_out = stage.output_size(*image.shape[:2])[0]
+    assert 1 < stage.strip_rows(image.shape[1]) < h_out  # the default strip size splits this frame
+    raw = stage.process(frame_of(image.copy())).meta["edges"]
+    np.testing.assert_array_equal(raw, whole_frame_map(image, kernel, weights, padding, stride, channels))
+
+
+@pytest.mark.parametrize(("kernel", "weights", "padding", "stride", "channels"), STRIP_CASES,
+                         ids=[f"{c[0]}-{c[2]}-s{c[3]}-{c[4]}" for c in STRIP_CASES])
+def test_strips_whose_rows_do_not_divide_the_frame(kernel, weights, padding, stride, channels) -> None:
+    image = np.random.default_rng(3).integers(0, 256, (1001, 777, 3), dtype=np.uint8)
+    stage = make_stage(kernel=kernel, weights=weights, padding=padding, stride=stride, channels=channels)
+    stage.strip_elements = 20_000  # strips of a few rows: the last one is shorter, the first/last carry padding
+    rows, h_out = stage.strip_rows(777), stage.output_size(1001, 777)[0]
+    assert rows < h_out and h_out % rows != 0
+    out = stage.process(frame_of(image.copy()))
+    expected = whole_frame_map(image, kernel, weights, padding, stride, channels)
+    np.testing.assert_array_equal(out.meta["edges"], expected)
+    np.testing.assert_array_equal(out.image, cv2.cvtColor(cv2.convertScaleAbs(expected), cv2.COLOR_GRAY2BGR)
+                                  if channels == "gray" else cv2.convertScaleAbs(expected))
+
+
+def test_strip_of_one_output_row_with_padding_wider_than_the_kernel() -> None:
+    image = np.random.default_rng(4).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    stage = make_stage(kernel="sobel", padding=5, stride=1)
+    stage.strip_elements = 1  # one output row per call; the first and last rows read only zeros
+    expected = whole_frame_map(image, "sobel", None, 5, 1, "gray")
+    assert expected.shape == (17, 21) and not expected[0].any()
+    np.testing.assert_array_equal(stage.edge_map(image), expected)
+
+
+def test_minmax_display_spans_the_whole_frame_not_each_strip() -> None:
+    image = np.zeros((300, 40, 3), np.uint8)
+    image[250:, 20:] = 200  # the only edge is in the last strips
+    stage = make_stage(kernel="sobel_x", display="minmax")
+    stage.strip_elements = 400  # 10 rows per strip
+    edges = stage.edge_map(image)
+    shown = stage.to_display(edges)[:, :, 0]
+    lo, hi = float(edges.min()), float(edges.max())
+    assert (lo, hi) == (-800.0, 800.0)
+    np.testing.assert_array_equal(shown, cv2.convertScaleAbs(edges, alpha=255 / 1600, beta=800 * 255 / 1600))
+    assert shown[0, 0] == 128 and shown.max() == 255 and shown.min() == 0
+
+
+def test_peak_memory_on_a_12_megapixel_frame_is_the_output_plus_a_bounded_strip(assets) -> None:
+    """tools/bench_memory.py's measurement (fresh process, VmHWM) on a 4000×3000 frame: the float map
+    (46 MiB) and the display image (34 MiB) plus at most 96 MiB for the strips (measured: 49). The
+    whole-frame graph needed 14 times the frame's pixels (2690 MiB at 8000×6000)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, media
+
+    media(assets, "obama_and_biden.jpg")
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_memory.py"), "--one", "edges",
+                          "--width", "4000", "--height", "3000"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    output_mib = (4000 * 3000 * 4 + 4000 * 3000 * 3) / 2**20  # 80.1
+    assert r["exact"] and r["extra"] <= output_mib + 96, r

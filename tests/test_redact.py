@@ -15,3 +15,29 @@ from streamcnn.redact import redact
 def test_redact(text, expected):
     assert redact(text) == expected
     assert "secret" not in redact(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("video file rtsp//admin:secret@host/s not found", "video file rtsp//***@host/s not found"),
+    ("rtsp:/admin:secret@host/s", "rtsp:/***@host/s"),
+    ("rtsp:admin:secret@host/s", "***@host/s"),
+    ("rtsp:///admin:secret@host/s", "rtsp:///***@host/s"),
+    ("rstp://admin:secret@host/s", "rstp://***@host/s"),
+    ("'RTSP://admin:secret@host/s'", "'RTSP://***@host/s'"),
+    ("admin:secret@192.0.2.1/s", "***@192.0.2.1/s"),
+    ("camera admin:secret@host:554/s failed", "camera ***@host:554/s failed"),
+    ("(resolved to /cfg/rtsp/admin:secret@host/s)", "(resolved to /cfg/rtsp/***@host/s)"),
+    ("(resolved to /cfg/rtsp:/admin:se@cret@host/s)", "(resolved to /cfg/rtsp:/***@host/s)"),
+    ("uri='admin:secret@host'", "uri='***@host'"),
+    ("rtsp://admin:secret@host/s and rtsp//u:secret@h/t", "rtsp://***@host/s and rtsp//***@h/t"),
+])
+def test_redact_mistyped_and_schemeless_urls(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "email me@example.com", "pipelines.a.source: expected a string", "p.yaml:3:13: pipelines.a: x",
+    "rtsp://192.0.2.10:554/cam", "rtsp://***@host/s", "at 12:30 the camera@door stopped",
+])
+def test_redact_leaves_text_without_credentials(text):
+    assert redact(text) == text

@@ -468,3 +468,17 @@ def test_truncated_vtest_avi_reports_197_of_795_frames(tmp_path, assets, caplog)
     assert len(frames) == 197
     assert f"video file {tmp_path / 'vtest_cut.avi'} ended after 197 of the 795 frames its header states" \
            in caplog.text
+
+
+def test_an_image_folder_with_no_readable_image_fails_validate_and_run(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0001.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    msg = config_error(tmp_path, "frames")
+    assert msg.endswith(f"pipelines.lobby.source: image folder frames: its only image file {frames / '0001.jpg'} "
+                        "cannot be read as an image (damaged, truncated or not an image)")
+    (frames / "0002.png").write_bytes(b"")
+    src = ImageFolderSource(ImageFolderSource.Params(uri=str(frames)), ctx())
+    src.open()
+    with pytest.raises(SourceError, match=r"^image folder .*frames: none of its 2 image files \(first: .*0001.jpg\)"):
+        src.read()

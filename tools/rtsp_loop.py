@@ -8,14 +8,17 @@ Run it with Debian's interpreter, which has PyGObject (``python3-gi``)::
 * ``SOURCE`` = ``testsrc``: a synthetic live 320x240 @ 25 fps pattern (bouncing ball), H.264.
 * ``SOURCE`` = an H.264 ``.mp4``: served in an endless, seamless loop without re-encoding.
 * any other file GStreamer can decode, or ``--reencode``: decoded and re-encoded to H.264
-  (mp4v needs ``gstreamer1.0-libav``).
+  (decoding H.264 and mp4v needs ``gstreamer1.0-libav``).
+
+Started with another interpreter (e.g. a venv's, which has no ``gi``), it says so and exits with
+status 2.
 
 It listens on 127.0.0.1 only. ``PORT`` 0 picks a free port. When ready it prints one line,
 ``serving rtsp://127.0.0.1:PORT/NAME``, and then serves until killed. If the port cannot be
 bound it exits with status 1 and a message on stderr.
 
 Debian packages: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly.
+gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav.
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-import gi
+NEEDS = ("run me with /usr/bin/python3 (needs python3-gi and GStreamer's RTSP server: apt-get install "
+         "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
+         "gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)")
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+try:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+except (ImportError, ValueError) as exc:  # not Debian's interpreter, or the packages are missing
+    print(f"tools/rtsp_loop.py: {NEEDS}; {sys.executable} cannot load it: {exc}", file=sys.stderr)
+    sys.exit(2)
 
 ENCODE = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25"
 PAY = "rtph264pay name=pay0 pt=96 config-interval=1"
@@ -45,26 +56,37 @@ def launch_line(source: str, reencode: bool) -> str:
 
 
 def loop_forever(media: GstRtspServer.RTSPMedia) -> None:
-    """Make a file-backed media restart at the end instead of sending EOS.
+    """Make a file-backed media restart at the end instead of sending EOS, seamlessly.
 
     A segment seek makes the demuxer post SEGMENT_DONE (not EOS) at the end of the file. The
     media owns the pipeline bus, so the event is caught with a pad probe; it is dropped and a
-    non-flushing segment seek back to 0 is queued, so running time keeps going (seamless).
+    non-flushing segment seek back to 0 is queued, so running time keeps going. The demuxer starts
+    the next pass at the running time of the last frame's *start*, so the first frame of every pass
+    would repeat the last one's timestamp: the pad's offset grows by one frame duration per pass, so
+    the timestamps a client sees increase strictly across the loop.
     """
     pipeline = media.get_element()
+    pad = pipeline.get_by_name("parse").get_static_pad("src")
+    last = {"duration": 0}
 
     def seek(flags: Gst.SeekFlags) -> bool:
         pipeline.seek_simple(Gst.Format.TIME, flags, 0)
         return False  # run once
 
-    def on_event(pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+    def on_data(pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        if info.type & Gst.PadProbeType.BUFFER:
+            duration = info.get_buffer().duration
+            if duration != Gst.CLOCK_TIME_NONE:
+                last["duration"] = duration
+            return Gst.PadProbeReturn.OK
         event = info.get_event()
         if event is not None and event.type == Gst.EventType.SEGMENT_DONE:
+            pad.set_offset(pad.get_offset() + last["duration"])
             GLib.idle_add(seek, Gst.SeekFlags.SEGMENT)
             return Gst.PadProbeReturn.DROP
         return Gst.PadProbeReturn.OK
 
-    pipeline.get_by_name("parse").get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, on_event)
+    pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM | Gst.PadProbeType.BUFFER, on_data)
     media.connect("prepared", lambda m: GLib.idle_add(seek, Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT))
 
 

@@ -22,11 +22,12 @@ from streamcnn import (
     offline,
     redact,
     resolve_asset,
+    suggest,
     to_bgr3,
 )
 
 from .capture import _Capture, _sane_fps
-from .uri import _is_bare_name, _media_entry, _Missing, local_path, uri_scheme
+from .uri import _is_bare_name, _media_entry, _Missing, check_not_a_url, local_path, uri_scheme
 
 log = logging.getLogger("streamcnn.sources")
 
@@ -113,7 +114,9 @@ class VideoFileSource(Source):
             found, looked = find_local(uri, ctx.config_dir)  # a bare name: STREAMCNN_ASSETS folders too
             if found is not None:
                 return found
-            raise _Missing(redact(f"video file {uri} not found. Looked in: {', '.join(dict.fromkeys(looked))}"))
+            hint = suggest(uri, ["pattern"])  # `patern`: the synthetic test pattern was meant
+            hint = hint.replace("?", " (the synthetic test pattern)?") if hint else "."
+            raise _Missing(redact(f"video file {uri} not found{hint} Looked in: {', '.join(dict.fromkeys(looked))}"))
         if entry is None:
             hint = ""
             if not _is_bare_name(uri) and uri_scheme(uri) is None and _media_entry(Path(uri).name) is not None:
@@ -131,10 +134,14 @@ class VideoFileSource(Source):
 
     @classmethod
     def check(cls, params: SourceParams, ctx: Context) -> None:
-        """The file exists, or is a bare registry name that is local or downloadable."""
+        """The file exists, or is a bare registry name that is local or downloadable; a mistyped
+        or network URL (``rtsp//host``, ``rtsp://…`` with ``type: file``) says what to write."""
+        uri = str(params.uri).strip()
+        if not ctx.resolve(local_path(uri)).exists():
+            check_not_a_url(uri, "file", "a local video file (a path or file:// URI)")
         path = cls.locate(params, ctx, download=False)
         if path is None:
-            log.info("video file %s is not downloaded yet; it is fetched when the pipeline starts", params.uri)
+            log.info("video file %s is not downloaded yet; it is fetched when the pipeline starts", redact(uri))
             return
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         try:

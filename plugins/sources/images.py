@@ -11,9 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamcnn import Context, Field, Source, SourceError, SourceParams, to_bgr3
+from streamcnn import Context, Field, Source, SourceError, SourceParams, redact, to_bgr3
 
-from .uri import _Missing, local_path, uri_scheme
+from .uri import _Missing, check_not_a_url, local_path, uri_scheme
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 IMAGE_EXTENSIONS = frozenset(
@@ -24,7 +24,8 @@ IMAGE_EXTENSIONS = frozenset(
 class ImageFolderSource(Source):
     """Still images from a folder (files with an image extension) or a glob, sorted by name.
 
-    Unreadable images are skipped with a warning. Grayscale and 4-channel images become uint8
+    Unreadable images are skipped with a warning; a folder none of whose images can be read is an
+    error (``check`` and ``read``). Grayscale and 4-channel images become uint8
     H×W×3 BGR (alpha dropped). ``pts = index / fps`` in seconds, index counting delivered images.
     ``frame.meta["file"]`` is the image's path (str).
 
@@ -71,21 +72,26 @@ class ImageFolderSource(Source):
             files = sorted((p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
                            key=lambda p: p.name)
             if not files:
-                raise _Missing(f"no image files in folder {uri} (resolved to {target}; looked for .png, .jpg, "
-                               ".jpeg, .bmp, .tif, .webp …)")
+                raise _Missing(redact(f"no image files in folder {uri} (resolved to {target}; looked for .png, "
+                                      ".jpg, .jpeg, .bmp, .tif, .webp …)"))
             return files
         if _GLOB_CHARS.search(pattern):
             files = sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
             if not files:
-                raise _Missing(f"no image files match {uri} (resolved to {target})")
+                raise _Missing(redact(f"no image files match {uri} (resolved to {target})"))
             return files
         what = "is not a folder" if target.exists() else "not found"
-        raise _Missing(f"image folder {uri} {what} (resolved to {target})")
+        raise _Missing(redact(f"image folder {uri} {what} (resolved to {target})"))
 
     @classmethod
     def check(cls, params: SourceParams, ctx: Context) -> None:
-        """The folder or glob matches at least one file."""
-        cls.list_files(params, ctx)
+        """The folder or glob matches at least one file; a mistyped or network URL says what to write."""
+        uri = str(params.uri).strip()
+        if not ctx.resolve(local_path(uri)).exists():
+            check_not_a_url(uri, "images", "image files from a folder or a glob such as frames/*.jpg")
+        files = cls.list_files(params, ctx)
+        if not any(cv2.imread(str(f), cv2.IMREAD_REDUCED_COLOR_8) is not None for f in files):  # stops at the first
+            raise ValueError(_none_readable(params.uri, files))
 
     def open(self) -> None:
         try:
@@ -101,12 +107,22 @@ class ImageFolderSource(Source):
             self._pos += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray/BGRA/16-bit -> uint8 BGR
             if image is None or image.size == 0:
-                self.ctx.log.warning("skipping unreadable image %s", path)
+                self.ctx.log.warning("skipping unreadable image %s", redact(str(path)))
                 continue
             pts = self._index / self.fps
             self._index += 1
             return to_bgr3(image), pts, {"file": str(path)}
+        if self._index == 0 and self._files:
+            raise SourceError(_none_readable(self.params.uri, self._files))
         return None
 
     def close(self) -> None:
         self._pos = len(self._files)
+
+
+def _none_readable(uri: str | int, files: list) -> str:
+    """The message for a folder or glob none of whose image files can be decoded."""
+    n = len(files)
+    which = (f"its only image file {files[0]} cannot" if n == 1
+             else f"none of its {n} image files (first: {files[0]}) can")
+    return redact(f"image folder {uri}: {which} be read as an image (damaged, truncated or not an image)")

@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 from pydantic import field_validator
 
-from streamcnn import Context, Field, Source, SourceParams
+from streamcnn import Context, Field, Source, SourceParams, redact
+
+from .uri import check_not_a_url
 
 
 class PatternSource(Source):
@@ -57,6 +59,14 @@ class PatternSource(Source):
     @property
     def fps(self) -> float | None:
         return float(getattr(self.params, "fps", 25.0))
+
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """``type: pattern`` makes its own frames: its ``uri`` must be ``pattern``."""
+        if not cls.claims(params.uri):
+            check_not_a_url(params.uri, "pattern", "nothing (it makes its own frames)")
+            raise ValueError(f"type: pattern makes its own frames: write `uri: pattern` (got "
+                             f"{redact(str(params.uri).strip()) or 'an empty uri'})")
 
     def open(self) -> None:
         bg = np.zeros((self.height, self.width, 3), np.uint8)

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamcnn import Context, Field, Source, SourceError, SourceParams, redact
 
-from .uri import uri_scheme
+from .uri import uri_mistake, uri_scheme
 
 #: Seconds a blocked demux may take past ``read_timeout`` before PyAV's interrupt fires: measured,
 #: a frozen server makes the demux raise after about 2× the read timeout (research/deps.md 2.4).
@@ -132,6 +132,14 @@ class NetworkStreamSource(Source):
     def claims(cls, uri: str | int) -> bool:
         scheme = uri_scheme(uri)
         return scheme is not None and scheme != "file"
+
+    @classmethod
+    def check(cls, params: SourceParams, ctx: Context) -> None:
+        """A mistyped URL (a misspelt scheme, a port that is not a number, no host) is a ValueError
+        with the fix (`uri_mistake`), at validate time rather than as endless reconnects."""
+        mistake = uri_mistake(params.uri)
+        if mistake is not None:
+            raise ValueError(mistake)
 
     @property
     def fps(self) -> float | None:

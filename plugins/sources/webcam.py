@@ -8,9 +8,10 @@ import sys
 
 import cv2
 
-from streamcnn import Context, Field, SourceParams
+from streamcnn import Context, Field, SourceParams, redact
 
 from .capture import _LiveCaptureSource
+from .uri import check_not_a_url
 
 
 class WebcamSource(_LiveCaptureSource):
@@ -48,7 +49,9 @@ class WebcamSource(_LiveCaptureSource):
 
     @classmethod
     def check(cls, params: SourceParams, ctx: Context) -> None:
-        """A device path must exist; on Linux, camera index N needs ``/dev/videoN``."""
+        """A device path must exist; on Linux, camera index N needs ``/dev/videoN``; a URL (mistyped or
+        not) says what to write."""
+        check_not_a_url(params.uri, "webcam", "a local camera: an index such as 0, or a /dev/video* path")
         dev = cls.device_of(params.uri)
         if isinstance(dev, int) and not sys.platform.startswith("linux"):
             return  # no device files to look at: `run` reports a missing camera
@@ -59,7 +62,7 @@ class WebcamSource(_LiveCaptureSource):
             return
         present = sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))
         found = f"cameras found: {', '.join(present)}" if present else "no /dev/video* device found"
-        what = f"camera {dev}: {path}" if isinstance(dev, int) else f"camera device {path}"
+        what = f"camera {dev}: {path}" if isinstance(dev, int) else f"camera device {redact(path)}"
         raise ValueError(f"{what} does not exist ({found}); a USB camera must be plugged in "
                          "(and visible to this machine or container) before starting")
 

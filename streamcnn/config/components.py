@@ -16,8 +16,10 @@ from ..redact import redact
 from ..registry import DownloadDeferred
 from ..words import suggest
 from ..yamlpos import Positions, format_path
-from .messages import pydantic_to_config_errors
+from .messages import pydantic_to_config_errors, yaml_key, yaml_value
 from .resolved import Component
+
+_EXAMPLE = {"stage": "edges: {kernel: sobel}", "sink": "jsonl: {path: out/x.jsonl}"}
 
 
 def _ctx(name: str, pname: str, config_dir: Path) -> Context:
@@ -50,7 +52,7 @@ def resolve_item(
         name = keys[0]
         if len(keys) > 1:
             first = item[name]
-            rest = ", ".join(repr(k) for k in keys[1:])
+            rest = ", ".join(yaml_key(k) for k in keys[1:])
             if first is None:
                 raise ConfigError(
                     f"{kind} {name!r} got no options, and the keys that follow it ({rest}) look like its "
@@ -58,16 +60,19 @@ def resolve_item(
                     file, line, col, format_path(path + (name,)),
                 )
             raise ConfigError(
-                f"a {kind} entry must have exactly one key, the {kind} name; got {', '.join(map(repr, keys))}. "
+                f"a {kind} entry must have exactly one key, the {kind} name; got {', '.join(map(yaml_key, keys))}. "
                 f"Start each {kind} with '- '",
                 file, line, col, format_path(path),
             )
         options, opath = item[name], path + (name,)
     else:
         raise ConfigError(
-            f"expected a {kind} name or a mapping {{{kind}_name: {{options}}}}, got {item!r}",
+            f"expected a {kind} name or a mapping {{{kind}_name: {{options}}}}, got {yaml_value(item)}",
             file, line, col, format_path(path),
         )
+    if not isinstance(name, str):
+        raise ConfigError(f"expected a {kind} name (a string) as the key, got {yaml_key(name)}; write e.g. "
+                          f"`- {_EXAMPLE[kind]}`", file, line, col, format_path(opath))
     entry = plugins.types[kind].get(name)
     if entry is None:
         raise ConfigError(_unknown(kind, str(name), plugins), file, line, col, format_path(opath))
@@ -76,7 +81,7 @@ def resolve_item(
     if not isinstance(options, dict):
         oline, ocol = positions.get(opath + ("<value>",), (line, col))
         raise ConfigError(
-            f"options of {kind} {name!r} must be a mapping (option: value), got {options!r}",
+            f"options of {kind} {name!r} must be a mapping (option: value), got {yaml_value(options)}",
             file, oline, ocol, format_path(opath),
         )
     cls = entry.cls
@@ -95,7 +100,9 @@ def resolve_item(
         except (ValueError, OSError, StreamcnnError) as exc:
             msg = exc.message if isinstance(exc, ConfigError) else str(exc)
             kind_ = MissingAssetError if isinstance(exc, FileNotFoundError) else ConfigError
-            raise kind_(msg, file, line, col, format_path(opath)) from None
+            error = kind_(msg, file, line, col, format_path(opath))
+            error.component = comp  # its options are valid: the loader still checks the chain after it
+            raise error from None
     return comp
 
 
@@ -142,13 +149,20 @@ def resolve_source(
             "source mapping needs a 'uri' (file, folder, camera index, rtsp:// URL or 'pattern')" + hint,
             file, line, col, format_path(path),
         )
+    uri = options["uri"]
+    if not isinstance(uri, (str, int)) or isinstance(uri, bool) or (isinstance(uri, str) and not uri.strip()):
+        ul, uc = positions.get(path + ("uri", "<value>"), (line, col))
+        raise ConfigError(
+            f"expected a uri (a file, folder, camera index, rtsp:// URL or 'pattern'), got {yaml_value(uri)}",
+            file, ul, uc, format_path(path + ("uri",) if isinstance(source, dict) else path),
+        )
     types = plugins.types["source"]
     type_name = options.get("type")
     if type_name is None:
         type_name = pick_source_type(options["uri"], {n: e.cls for n, e in types.items()}, config_dir)
         if type_name is None:
             raise ConfigError(
-                f"no installed source type accepts {options['uri']!r}; installed source types: "
+                f"no installed source type accepts {redact(yaml_value(options['uri']))}; installed source types: "
                 f"{', '.join(sorted(types)) or 'none'}",
                 file, line, col, format_path(path),
             )

@@ -46,7 +46,10 @@ def load_config(
             missing is left out (listed in ``Config.skipped``) instead of failing the file.
 
     Raises:
-        ConfigError / ConfigErrors: every problem found, each with file, line, column and key path.
+        ConfigError / ConfigErrors: every problem found in one pass, in file order, each with file,
+            line, column and key path: a wrong top-level or pipeline key does not hide the errors of
+            the components, and the chain and output-clash checks run for every stage and sink
+            whose options are valid, also in pipelines with other errors.
     """
     file = str(file)
     data, positions, _ = read_yaml_file(file)
@@ -55,23 +58,19 @@ def load_config(
         raise ConfigError("expected a mapping with a 'pipelines:' key at the top level", file, 1, 1)
     # top-level keys starting with "x-" are free (e.g. `x-defaults: &cam {...}` for YAML anchors)
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    try:
-        spec = FileSpec.model_validate(data)
-    except ValidationError as exc:
-        errs = pydantic_to_config_errors(exc, FileSpec, (), positions, file, "the configuration file")
-        for e in errs:  # nicer wording for the top-level and pipeline keys
-            e.message = re.sub(r"\boption(s?)\b", r"key\1", e.message)
-        raise ConfigErrors(sorted(errs, key=lambda e: (e.line or 0, e.column or 0))) from None
-
-    if not spec.pipelines:
+    spec, errors = _validate_file(data, positions, file)
+    if spec is None:
+        raise ConfigErrors(_sorted(errors))
+    if not spec.pipelines and not errors:
         raise ConfigError("'pipelines:' is empty: define at least one pipeline", file, *positions.find(("pipelines",)))
 
     if plugins is None:
-        refs = [
-            PluginRef(s, file, *positions.find(("plugins", i)), config_dir=config_dir)
-            for i, s in enumerate(spec.plugins)
-        ]
-        plugins = load_plugins(refs)
+        plugins = load_plugins()
+        for i, s in enumerate(spec.plugins):
+            try:
+                plugins.load_ref(PluginRef(s, file, *positions.find(("plugins", i)), config_dir=config_dir))
+            except PluginError as exc:  # reported with the rest; its stages are then unknown types
+                errors.append(exc)
     try:
         plugins.check_conflicts()
     except PluginError as exc:
@@ -84,68 +83,110 @@ def load_config(
                 f"no pipeline named {name!r}{suggest(name, spec.pipelines) or '.'} "
                 f"Pipelines in {file}: {', '.join(spec.pipelines)}", file,
             )
-    errors: list[ConfigError] = []
     pipelines: dict[str, PipelineConfig] = {}
     skipped: dict[str, str] = {}
+    resolved: list[Component] = []  # every stage and sink that resolved, also in failed pipelines
     for pname, pspec in spec.pipelines.items():
         if only is not None and pname not in only:
             continue
         base = ("pipelines", pname)
-        try:
-            pipelines[pname] = _resolve_pipeline(pname, pspec, base, positions, file, config_dir, plugins, check)
-        except ConfigError as exc:
-            found = exc.errors if isinstance(exc, ConfigErrors) else [exc]
-            if pspec.optional and only is None and all(isinstance(e, MissingAssetError) for e in found):
-                skipped[pname] = "; ".join(e.message for e in found)
-                continue
-            errors.extend(found)
+        pipeline, parts, found = _resolve_pipeline(pname, pspec, base, positions, file, config_dir, plugins, check)
+        if not found:
+            pipelines[pname] = pipeline
+        elif pspec.optional and only is None and all(isinstance(e, MissingAssetError) for e in found):
+            skipped[pname] = "; ".join(e.message for e in found)
+            continue
+        errors.extend(found)
+        resolved.extend(parts)
+    errors.extend(_check_outputs(resolved, file))
     if errors:
-        raise ConfigErrors(sorted(errors, key=lambda e: (e.line or 0, e.column or 0)))
-    _check_outputs(pipelines, file)
+        raise ConfigErrors(_sorted(errors))
     return Config(file, config_dir, pipelines, plugins, positions, skipped)
 
 
-def _check_outputs(pipelines: dict[str, PipelineConfig], file: str) -> None:
+def _sorted(errors: list[ConfigError]) -> list[ConfigError]:
+    """In file order (errors without a line first), each message once."""
+    unique = {e.format(): e for e in errors}
+    return sorted(unique.values(), key=lambda e: (e.line or 0, e.column or 0))
+
+
+def _validate_file(data: dict, positions: Positions, file: str) -> tuple[FileSpec | None, list[ConfigError]]:
+    """The file's shape: its spec and no errors; or, when some keys are wrong, their errors and a
+    spec of what can still be resolved (every pipeline with its valid keys; a wrong key gets its
+    default, a wrong ``source`` is left out), so that all the file's errors are found in one run.
+    None when not even the pipelines can be told apart."""
+    try:
+        return FileSpec.model_validate(data), []
+    except ValidationError as exc:
+        errors = pydantic_to_config_errors(exc, FileSpec, (), positions, file, "the configuration file")
+        locs = [tuple(err["loc"]) for err in exc.errors()]
+    for e in errors:  # nicer wording for the top-level and pipeline keys
+        e.message = re.sub(r"\boption(s?)\b", r"key\1", e.message)
+    raw = data.get("pipelines")
+    if not isinstance(raw, dict) or ("pipelines",) in locs:
+        return None, errors  # `pipelines:` missing or not a mapping
+    plugins = data.get("plugins")
+    refs = [s for s in plugins if isinstance(s, str)] if isinstance(plugins, list) else []
+    specs: dict[str, PipelineSpec] = {}
+    for name, pipeline in raw.items():
+        if not isinstance(pipeline, dict):
+            continue  # reported: a pipeline must be a mapping
+        bad = {loc[2] for loc in locs if loc[:2] == ("pipelines", name)}
+        kept = {k: v for k, v in pipeline.items() if k not in bad}
+        source = kept.pop("source", None)
+        spec = PipelineSpec.model_validate({**kept, "source": "pattern"})
+        specs[str(name)] = spec.model_copy(update={"source": source})  # None: not resolved
+    return FileSpec.model_construct(plugins=refs, pipelines=specs), errors
+
+
+def _check_outputs(components: list[Component], file: str) -> list[ConfigError]:
     """Two components writing the same file (or binding the same port) would clash: a configuration
-    error naming both. Each component declares its outputs (``outputs`` classmethod)."""
+    error naming both, for each clash. Each component declares its outputs (``outputs`` classmethod)."""
+    errors: list[ConfigError] = []
     seen: dict[Output, Component] = {}
-    for p in pipelines.values():
-        for comp in [*p.stages, *p.sinks]:
-            for out in comp.cls.outputs(comp.params, comp.ctx):
-                first = seen.setdefault(out, comp)
-                if first is comp:
-                    continue
-                if out.kind == "port":
-                    host, _, port = out.target.rpartition(":")
-                    what = f"listens on port {port} ({host}), which the {first.type_name} {first.kind} of"
-                    fix = "give each its own port"
-                else:
-                    what = f"writes {out.target}, which the {first.type_name} {first.kind} of"
-                    fix = f"give each {comp.kind} its own path"
-                raise ConfigError(
-                    f"{comp.type_name} {comp.kind} {what} pipeline '{first.ctx.pipeline}' ({first.path}, line "
-                    f"{first.line}) {'uses' if out.kind == 'port' else 'writes'} too; {fix}",
-                    file, comp.line, comp.column, comp.path,
-                )
+    for comp in components:
+        for out in comp.cls.outputs(comp.params, comp.ctx):
+            first = seen.setdefault(out, comp)
+            if first is comp:
+                continue
+            if out.kind == "port":
+                host, _, port = out.target.rpartition(":")
+                what = f"listens on port {port} ({host}), which the {first.type_name} {first.kind} of"
+                fix = "give each its own port"
+            else:
+                what = f"writes {out.target}, which the {first.type_name} {first.kind} of"
+                fix = f"give each {comp.kind} its own path"
+            errors.append(ConfigError(
+                f"{comp.type_name} {comp.kind} {what} pipeline '{first.ctx.pipeline}' ({first.path}, line "
+                f"{first.line}) {'uses' if out.kind == 'port' else 'writes'} too; {fix}",
+                file, comp.line, comp.column, comp.path,
+            ))
+    return errors
 
 
 def _resolve_pipeline(
     pname: str, pspec: PipelineSpec, base: tuple, positions: Positions, file: str,
     config_dir: Path, plugins: Plugins, check: bool,
-) -> PipelineConfig:
+) -> tuple[PipelineConfig | None, list[Component], list[ConfigError]]:
+    """One pipeline: its config (None when it has errors), the stages and sinks that resolved (for
+    the output clash check), and every error found: of its source, of each stage and sink, and of
+    the chain checks of every stage whose options are valid and all of whose predecessors' are."""
     errors: list[ConfigError] = []
 
-    def attempt(fn, *args):
+    def attempt(fn, *args) -> tuple[Component | None, Component | None]:
+        """(the component, or None on an error; the component with valid options, also when its
+        check failed, for the chain checks)."""
         try:
-            return fn(*args)
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
+            comp = fn(*args)
+            return comp, comp
         except ConfigError as exc:
-            errors.append(exc)
-        return None
+            errors.extend(exc.errors if isinstance(exc, ConfigErrors) else [exc])
+            return None, getattr(exc, "component", None)
 
-    source = attempt(resolve_source, pname, pspec.source, base + ("source",), positions, file, config_dir, plugins,
-                     check)
+    source = None
+    if pspec.source is not None:
+        source, _ = attempt(resolve_source, pname, pspec.source, base + ("source",), positions, file, config_dir,
+                            plugins, check)
     stages = [
         attempt(resolve_item, "stage", pname, item, base + ("stages", i), positions, file, config_dir, plugins, check)
         for i, item in enumerate(pspec.stages)
@@ -154,16 +195,20 @@ def _resolve_pipeline(
         attempt(resolve_item, "sink", pname, item, base + ("sinks", i), positions, file, config_dir, plugins, check)
         for i, item in enumerate(pspec.sinks)
     ]
-    if not errors and check:
-        for i, comp in enumerate(stages):
-            before = [(c.type_name, c.cls, c.params) for c in stages[:i]]
+    if check:
+        for i, (_, comp) in enumerate(stages):
+            if comp is None or any(c is None for _, c in stages[:i]):
+                continue  # options not valid here or before: the chain cannot be judged
+            before = [(c.type_name, c.cls, c.params) for _, c in stages[:i]]
             try:
                 comp.cls.check_chain(comp.params, comp.ctx, before)
             except ValueError as exc:
                 errors.append(ConfigError(str(exc), file, comp.line, comp.column, comp.path))
-    if errors:
-        raise ConfigErrors(errors)
-    return PipelineConfig(pname, source, stages, sinks, pspec.on_error, pspec.optional)
+    parts = [c for c, _ in stages + sinks if c is not None]
+    if errors or source is None:
+        return None, parts, errors
+    return PipelineConfig(pname, source, [c for c, _ in stages], [c for c, _ in sinks], pspec.on_error,
+                          pspec.optional), parts, errors
 
 
 __all__ = ["load_config"]

@@ -6,6 +6,7 @@ import typing
 from typing import Any, Literal
 
 import annotated_types as at
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
@@ -53,12 +54,23 @@ def _number_range(meta: list[Any]) -> str:
 
 
 def describe_expected(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
-    """Plain-words description of what the field at ``loc`` accepts, e.g. 'a number in [0, 1]'."""
+    """Plain-words description of what the field at ``loc`` accepts, e.g. 'a number in [0, 1]'
+    (for ``(field, 0)`` of a list field: what an item of the list accepts)."""
     if not loc or not isinstance(loc[0], str) or loc[0] not in model.model_fields:
         return None
     info = model.model_fields[loc[0]]
-    types, meta = _unwrap(info.annotation)
-    meta = meta + list(info.metadata)
+    annotation, meta = info.annotation, list(info.metadata)
+    for part in loc[1:]:  # into list items and mapping values
+        args = typing.get_args(annotation)
+        origin = typing.get_origin(annotation)
+        if isinstance(part, int) and origin in (list, tuple) and args:
+            annotation, meta = args[0], []
+        elif isinstance(part, str) and origin is dict and len(args) == 2:
+            annotation, meta = args[1], []
+        else:
+            break
+    types, extra = _unwrap(annotation)
+    meta = extra + meta
     words = []
     for t in types:
         if t is type(None):
@@ -84,7 +96,42 @@ def describe_expected(model: type[BaseModel], loc: tuple[Any, ...]) -> str | Non
     # "a number in [0, 1]" instead of "an integer in [0, 1] or a number in [0, 1]"
     if any(w.startswith("a number") for w in words):
         words = [w for w in words if not w.startswith("an integer")]
-    return " or ".join(dict.fromkeys(words))
+    words = list(dict.fromkeys(words))
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as the YAML it came from, for "got ..." in messages: ``an empty value`` for null,
+    ``true``, ``'high'``, ``3``, ``a mapping ({a: 1})``, ``a list ([1, 2])`` — never Python's
+    ``None``, ``{'a': 1}`` or ``True``."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return _flow(value)
+    if isinstance(value, dict):
+        return f"{'an empty mapping' if not value else 'a mapping'} ({_flow(value)})"
+    if isinstance(value, (list, tuple)):
+        return f"{'an empty list' if not value else 'a list'} ({_flow(list(value))})"
+    return repr(value)
+
+
+def yaml_key(key: Any) -> str:
+    """A mapping key for a message: ``'edges'``, ``null`` for an empty key, ``1`` for a number."""
+    return repr(key) if isinstance(key, str) else _flow(key)
+
+
+def _flow(value: Any, limit: int = 60) -> str:
+    """One-line YAML flow style (``{a: 1, b: [x, null]}``), cut to ``limit`` characters."""
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
+    except yaml.YAMLError:
+        text = repr(value)
+    text = text.strip().removesuffix("...").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def pydantic_to_config_errors(
@@ -108,6 +155,12 @@ def pydantic_to_config_errors(
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (
             "[" in p or p.startswith(("function-", "constrained-")) or p in _UNION_TAGS)))
         kind = err["type"]
+        if "[key]" in err["loc"]:  # a mapping key of the wrong type (an empty key, a number)
+            path = base + loc[:-1] + (err.get("input"),)
+            line, col = positions.find(path)
+            out.append(ConfigError(f"expected a name (a string) as the key, got {yaml_key(err.get('input'))}",
+                                   file, line, col, format_path(path)))
+            continue
         if loc in seen and kind not in ("extra_forbidden", "missing"):
             continue  # one message per location (unions produce several)
         seen.add(loc)
@@ -129,14 +182,14 @@ def pydantic_to_config_errors(
             expected = describe_expected(owner, rest)
             given = err.get("input")
             if expected:
-                msg = f"expected {expected}, got {given!r}"
+                msg = f"expected {expected}, got {yaml_value(given)}"
                 ann = owner.model_fields[rest[0]].annotation
                 if typing.get_origin(ann) is Literal and isinstance(given, str):
                     msg += suggest(given, typing.get_args(ann))
                 if kind not in _TYPE_KINDS and not err["msg"].startswith("Input should be"):
                     msg += f" ({err['msg']})"
             else:
-                msg = f"{err['msg']} (got {given!r})"
+                msg = f"{err['msg']} (got {yaml_value(given)})"
             line, col = positions.get(path + ("<value>",), positions.find(path))
         out.append(ConfigError(msg, file, line, col, format_path(path)))
     return out
@@ -171,4 +224,4 @@ _TYPE_KINDS = {
 }
 
 
-__all__ = ["describe_expected", "pydantic_to_config_errors"]
+__all__ = ["describe_expected", "pydantic_to_config_errors", "yaml_key", "yaml_value"]
