@@ -239,8 +239,9 @@ class EdgesStage(Stage):
     (gray maps replicated to 3 channels).
 
     Memory stays bounded whatever the frame size: the convolution runs over horizontal strips of
-    about `strip_elements` input elements (see `edge_map`; the result is bit-identical to the
-    whole-frame graph) and the display image is made strip by strip. On one 8000×6000 frame
+    about `strip_elements` input elements (see `edge_map`; the result equals the
+    whole-frame graph's: bit for bit on ONNX Runtime 1.32, to the last float32 bit on 1.20)
+    and the display image is made strip by strip. On one 8000×6000 frame
     (``tools/bench_memory.py``) the peak over the frame is 369 MiB: the outputs, 183 MiB of float32
     map and 137 MiB of display image, plus one strip; the whole-frame graph needed 2690 MiB.
 

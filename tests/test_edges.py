@@ -358,6 +358,13 @@ def whole_frame_map(image: np.ndarray, kernel: str, weights, padding, stride: in
     return out[:, :, 0] if channels == "gray" else out
 
 
+def assert_same_map(strips: np.ndarray, whole: np.ndarray) -> None:
+    """Strips equal the whole-frame map: bit for bit on ONNX Runtime 1.32; older runtimes (1.20) may
+    sum the gray conversion in another order, a last-bit (float32 rounding, 1.2e-7 relative) difference."""
+    assert strips.shape == whole.shape and strips.dtype == whole.dtype
+    np.testing.assert_allclose(strips, whole, rtol=5e-7, atol=1e-4)
+
+
 STRIP_CASES = [  # kernel, weights, padding, stride, channels
     ("sobel", None, "same", 1, "gray"),
     ("scharr", None, 3, 3, "gray"),
@@ -369,7 +376,7 @@ STRIP_CASES = [  # kernel, weights, padding, stride, channels
 
 @pytest.mark.parametrize(("kernel", "weights", "padding", "stride", "channels"), STRIP_CASES,
                          ids=[f"{c[0]}-{c[2]}-s{c[3]}-{c[4]}" for c in STRIP_CASES])
-def test_strips_give_the_whole_frame_map_bit_for_bit_on_a_real_frame(assets, kernel, weights, padding, stride,
+def test_strips_give_the_whole_frame_map_on_a_real_frame(assets, kernel, weights, padding, stride,
                                                                       channels) -> None:
     from tests.conftest import media
 
@@ -378,7 +385,7 @@ def test_strips_give_the_whole_frame_map_bit_for_bit_on_a_real_frame(assets, ker
     h_out = stage.output_size(*image.shape[:2])[0]
     assert 1 < stage.strip_rows(image.shape[1]) < h_out  # the default strip size splits this frame
     raw = stage.process(frame_of(image.copy())).meta["edges"]
-    np.testing.assert_array_equal(raw, whole_frame_map(image, kernel, weights, padding, stride, channels))
+    assert_same_map(raw, whole_frame_map(image, kernel, weights, padding, stride, channels))
 
 
 @pytest.mark.parametrize(("kernel", "weights", "padding", "stride", "channels"), STRIP_CASES,
@@ -391,9 +398,10 @@ def test_strips_whose_rows_do_not_divide_the_frame(kernel, weights, padding, str
     assert rows < h_out and h_out % rows != 0
     out = stage.process(frame_of(image.copy()))
     expected = whole_frame_map(image, kernel, weights, padding, stride, channels)
-    np.testing.assert_array_equal(out.meta["edges"], expected)
-    np.testing.assert_array_equal(out.image, cv2.cvtColor(cv2.convertScaleAbs(expected), cv2.COLOR_GRAY2BGR)
-                                  if channels == "gray" else cv2.convertScaleAbs(expected))
+    assert_same_map(out.meta["edges"], expected)
+    display = (cv2.cvtColor(cv2.convertScaleAbs(expected), cv2.COLOR_GRAY2BGR) if channels == "gray"
+               else cv2.convertScaleAbs(expected))
+    assert np.abs(out.image.astype(int) - display).max() <= 1  # a last-bit difference may round the other way
 
 
 def test_strip_of_one_output_row_with_padding_wider_than_the_kernel() -> None:
