@@ -34,6 +34,8 @@ def class_color(key: int | str) -> tuple[int, int, int]:
 class AnnotateStage(Stage):
     """Draw boxes, labels, landmarks and identities (in place on ``frame.image``)."""
 
+    stateless = True  # draws on the frame it is given only
+
     class Params(Params):
         thickness: int = Field(2, ge=1, description="box line width in pixels")
         font_scale: float = Field(0.5, gt=0)

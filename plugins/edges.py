@@ -28,6 +28,7 @@ TensorFlow's ``SAME`` and ONNX ``auto_pad=SAME_UPPER``), so with either parity `
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Literal
 
 import cv2
@@ -248,6 +249,8 @@ class EdgesStage(Stage):
     Raises (from ``process``): ModelInputError when the padded frame is smaller than the kernel.
     """
 
+    stateless = True  # per frame (the strip buffer is per thread): several frames may be in flight
+
     class Params(DeviceParams):
         """Options of the ``edges`` stage (unknown options and wrong types are rejected)."""
 
@@ -327,7 +330,7 @@ class EdgesStage(Stage):
         )
         self.session: ModelSession = get_session(model, p.device, stage=ctx.name, name=f"edges:{p.kernel}")
         self._min_side = self.f - self.pads[0] - self.pads[1]  # smallest H/W with an output
-        self._buf: np.ndarray | None = None  # the strip buffer, reused while the frame size stays
+        self._local = threading.local()  # .buf: the strip buffer of this thread, reused while the frame size stays
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """(H', W') for an H×W input: `conv_output_size` per axis with this stage's f, padding, stride."""
@@ -379,9 +382,9 @@ class EdgesStage(Stage):
         if not self._gray and lo == top and hi == top + n:
             return np.ascontiguousarray(image[lo:hi])[None]  # a view for a contiguous frame
         c = 1 if self._gray else 3
-        buf = self._buf
+        buf = getattr(self._local, "buf", None)
         if buf is None or buf.shape != (n, w, c):
-            buf = self._buf = np.empty((n, w, c), np.uint8)
+            buf = self._local.buf = np.empty((n, w, c), np.uint8)
         a, b = max(lo - top, 0), max(hi - top, 0)
         buf[:a] = 0
         buf[b:] = 0

@@ -110,6 +110,8 @@ class FaceDetectStage(ModelStage):
     ``landmarks: {model: pfld68_112}`` stage before ``face_recognize``.
     """
 
+    stateless = True  # per frame: several frames may be in flight (see streamcnn.Stage)
+
     families = ("face_detect",)
 
     class Params(DetectorParams, ModelParams):
@@ -162,6 +164,8 @@ class LandmarksStage(ModelStage):
     ``face_recognize`` after an ultraface detector use pfld68 (its 68 points give the 5 ArcFace
     points; 106 points do not).
     """
+
+    stateless = True
 
     families = ("landmarks",)
 

@@ -332,6 +332,8 @@ class StyleStage(ModelStage):
     do not fit the model, an unreadable style image), StreamcnnError (a model that fails to load).
     """
 
+    stateless = True  # unless every > 1 (set per instance in __init__)
+
     families = ("style",)
     fits = (f"the style stage runs {MULTISTYLE} (26 built-in styles: style: N) or {ARBITRARY} (any picture: "
             "style_image: FILE), or an .onnx file of the same kind")
@@ -462,6 +464,7 @@ class StyleStage(ModelStage):
             what = f"style_image {p.style_image}"
         self.count = 0
         self.last: np.ndarray | None = None
+        self.stateless = p.every == 1  # every: N keeps the last result: frames strictly in order
         work = (f"longer side {max(self.box)} (frame scaled to fit and reflect-padded into the fixed "
                 f"{self.box[0]}x{self.box[1]} model input, not squashed)" if self.box
                 else f"longer side {self.side}" if self.side
@@ -550,6 +553,9 @@ class StyleStage(ModelStage):
         if p.strength == 0.0:
             return frame
         image = frame.image
+        if p.every == 1:  # stateless: nothing kept between frames (several may be in flight)
+            frame.image = blend(image, self.stylise(image), p.strength)
+            return frame
         if self.count % p.every == 0 or self.last is None or self.last.shape != image.shape:
             self.last = self.stylise(image)
             self.count = 0

@@ -252,7 +252,20 @@ class Stage(_Component):
     Built once per pipeline run, on the pipeline's thread, before the source starts (``validate``
     builds and closes one too, so everything a stage checks in ``__init__`` — a model loads, its
     output shapes fit — is reported at the stage's YAML line).
+
+    Attributes:
+        stateless: False (the default): ``process`` is called for one frame at a time, strictly in
+            frame order, always from the same thread (a tracker, a stage that keeps the previous
+            frame, anything that needs order). True: ``process`` depends only on the frame it is
+            given (and on what ``__init__`` set up), like a detector or a filter; the engine may
+            then call it on several consecutive frames at once, from the pipeline's stage worker
+            threads (``streamcnn-NAME-stage_N``; how many: the pipeline's ``in_flight``), so it must
+            not keep per-frame state on ``self``. A class attribute, or set on the instance in
+            ``__init__`` when it depends on the options (``style`` is stateless unless ``every > 1``).
+            The frames still reach the later stages and the sinks in frame order.
     """
+
+    stateless: ClassVar[bool] = False
 
     @classmethod
     def check_chain(cls, params: Params, ctx: Context, before: list[tuple[str, type[Stage], Params]]) -> None:
@@ -263,6 +276,24 @@ class Stage(_Component):
     def process(self, frame: Frame) -> Frame:
         """Transform one frame (may change ``image``, ``detections``, ``meta``) and return it."""
         raise NotImplementedError(f"{type(self).__name__}.process is not implemented")
+
+    def process_batch(self, frames: list[Frame]) -> list[Frame]:
+        """Transform several consecutive frames of one pipeline at once and return them, in order.
+
+        Called instead of ``process`` when the pipeline's ``batch`` option is above 1 and several
+        frames are waiting (at most ``batch``; never for a stage that is not ``stateless``). The
+        default calls ``process`` on each frame; a model stage overrides it to run its model once
+        on the stacked inputs (a GPU runs a batch of N in much less than N single runs). When it
+        raises, the engine runs the frames one by one through ``process``, so the error is reported
+        with the frame it belongs to.
+
+        Args:
+            frames: 1 to ``batch`` frames, in frame order.
+
+        Returns:
+            The processed frames: as many as given, in the same order.
+        """
+        return [self.process(frame) for frame in frames]
 
 
 class SourceParams(Params):

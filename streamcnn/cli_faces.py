@@ -143,7 +143,7 @@ def faces() -> None:
               help="Face detector with 5 landmarks (yunet or scrfd), registry name or path.")
 @click.option("--model", default=DEFAULT_EMBEDDING_MODEL, show_default=True,
               help="Embedding model, registry name or path.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N.")
 def enroll(people_dir: Path, out: Path, strict: bool, fresh: bool, detector: str, model: str, device: str) -> None:
     """Enrol the people in PEOPLE_DIR (PEOPLE_DIR/<name>/<photos>) into --out."""
     try:

@@ -24,13 +24,13 @@ from .runtime import GPU_FIX, ModelSession, get_session, parse_device
 class DeviceParams(Params):
     """Options of every stage that runs a model: ``device`` (validated: auto, cpu, cuda, cuda:N)."""
 
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (GPU index)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (GPU index) | tensorrt | tensorrt:N")
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
         kind, _ = parse_device(v)  # ValueError listing the accepted forms
-        if kind == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        if kind in ("cuda", "tensorrt") and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ValueError(
                 f"device {v!r} needs the GPU build of ONNX Runtime, but the installed one has no "
                 f"CUDAExecutionProvider ({', '.join(installed_ort_distributions())}). To fix: {GPU_FIX}"

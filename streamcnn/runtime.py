@@ -29,20 +29,23 @@ import logging
 import re
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
+from .batcher import Batcher
 from .errors import ModelInputError, ModelNotFoundError, StreamcnnError
 
 log = logging.getLogger("streamcnn.runtime")
 
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEVICE_FORMS = "auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:1)"
-_DEVICE_RE = re.compile(r"^(?:auto|cpu|cuda(?::(\d+))?)$")
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = GPU index, e.g. cuda:1), tensorrt or tensorrt:N"
+_DEVICE_RE = re.compile(r"^(?:auto|cpu|(?:cuda|tensorrt)(?::(\d+))?)$")
 _ORT_DEFAULT_LOG_SEVERITY = 2  # ORT's own default for its default logger (warnings and up)
 GPU_FIX = (
     "install the GPU build of ONNX Runtime: pip uninstall -y onnxruntime onnxruntime-gpu && "
@@ -67,6 +70,80 @@ _ORT_TYPES: dict[str, np.dtype] = {
 }
 
 
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How sessions are created and run: the thread budget (`streamcnn.budget`) and the YAML
+    ``runtime:`` options. `configure` sets the process-wide settings new sessions get.
+
+    Attributes:
+        intra_op_threads: ONNX Runtime intra-op threads per session (0: ORT's default, all cores).
+        spinning: ORT's intra-op workers spin-wait between runs (None: ORT's default, on).
+        max_batch: rows per batch when concurrent runs of a model with a dynamic batch axis are
+            batched (`streamcnn.batcher`); 1: no batching.
+        batch_timeout_ms: how long the first run of a batch waits for more, in milliseconds.
+        cudnn_conv_algo_search, gpu_mem_limit_mb, arena_extend_strategy: CUDA execution provider
+            options (``gpu_mem_limit`` in MiB; None: no limit).
+        io_binding: on CUDA, run through an I/O binding (inputs copied to the device once, outputs
+            bound on the device and copied back once, no extra staging copies).
+        tensorrt_cache: folder where the TensorRT execution provider keeps its engines (None: no cache).
+        tensorrt_fp16: let TensorRT build fp16 engines.
+    """
+
+    intra_op_threads: int = 0
+    spinning: bool | None = None
+    max_batch: int = 1
+    batch_timeout_ms: float = 2.0
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"
+    gpu_mem_limit_mb: int | None = None
+    arena_extend_strategy: str = "kNextPowerOfTwo"
+    io_binding: bool = True
+    tensorrt_cache: str | None = None
+    tensorrt_fp16: bool = False
+
+    def session_options(self) -> ort.SessionOptions:
+        """The ``ort.SessionOptions`` for these settings."""
+        opts = ort.SessionOptions()
+        # Warnings about the graph itself (e.g. UltraFace: "Initializer ... appears in graph inputs",
+        # hundreds of lines) are not actionable for a user; errors still surface as exceptions.
+        opts.log_severity_level = 3
+        if self.intra_op_threads > 0:
+            opts.intra_op_num_threads = self.intra_op_threads
+        if self.spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        return opts
+
+    def cuda_options(self, device_id: int) -> dict[str, str | int]:
+        """CUDA execution provider options for GPU ``device_id``."""
+        opts: dict[str, str | int] = {"device_id": device_id, "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+                                      "arena_extend_strategy": self.arena_extend_strategy}
+        if self.gpu_mem_limit_mb is not None:
+            opts["gpu_mem_limit"] = self.gpu_mem_limit_mb * 1024 * 1024
+        return opts
+
+    def tensorrt_options(self, device_id: int) -> dict[str, str | int | bool]:
+        """TensorRT execution provider options for GPU ``device_id``."""
+        opts: dict[str, str | int | bool] = {"device_id": device_id, "trt_fp16_enable": self.tensorrt_fp16}
+        if self.tensorrt_cache:
+            Path(self.tensorrt_cache).expanduser().mkdir(parents=True, exist_ok=True)
+            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(Path(self.tensorrt_cache).expanduser()))
+        return opts
+
+
+_settings = SessionSettings()
+
+
+def configure(settings: SessionSettings) -> None:
+    """Make ``settings`` the settings of every session `get_session` creates from now on; a shared
+    session created earlier with other settings is replaced on its next `get_session`."""
+    global _settings
+    _settings = settings
+
+
+def settings() -> SessionSettings:
+    """The current process-wide `SessionSettings`."""
+    return _settings
 
 
 class TensorSpec(NamedTuple):
@@ -94,10 +171,11 @@ def parse_device(device: str) -> tuple[str, int | None]:
     """Split a device string into (kind, GPU index).
 
     Args:
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``tensorrt`` or ``tensorrt:N``.
 
     Returns:
-        ``("auto", None)``, ``("cpu", None)`` or ``("cuda", N)`` (``cuda`` means ``cuda:0``).
+        ``("auto", None)``, ``("cpu", None)``, ``("cuda", N)`` (``cuda`` means ``cuda:0``) or
+        ``("tensorrt", N)`` (the TensorRT execution provider on GPU N, CUDA then CPU as fallbacks).
 
     Raises:
         ValueError: any other string, with the accepted forms.
@@ -105,8 +183,8 @@ def parse_device(device: str) -> tuple[str, int | None]:
     m = _DEVICE_RE.match(device) if isinstance(device, str) else None
     if m is None:
         raise ValueError(f"device {device!r} is not valid; use {DEVICE_FORMS}")
-    if device.startswith("cuda"):
-        return "cuda", int(m.group(1) or 0)
+    if device.startswith(("cuda", "tensorrt")):
+        return device.split(":")[0], int(m.group(1) or 0)
     return device, None
 
 
@@ -155,13 +233,15 @@ class ModelSession:
             ``metadata_props``, e.g. Ultralytics' ``names``, ``imgsz``); ``{}`` when it has none.
     """
 
-    def __init__(self, session: ort.InferenceSession, name: str, path: Path | None = None) -> None:
+    def __init__(self, session: ort.InferenceSession, name: str, path: Path | None = None,
+                 settings: SessionSettings | None = None) -> None:
         self.session = session
+        self.settings = settings or SessionSettings()
         self.provider: str = session.get_providers()[0]
-        self.device: str = "cuda" if self.provider == CUDA else "cpu"
+        self.device: str = "cuda" if self.provider in (CUDA, TENSORRT) else "cpu"
         self.device_id: int | None = None
         if self.device == "cuda":
-            opts = session.get_provider_options().get(CUDA, {})
+            opts = session.get_provider_options().get(self.provider, {})
             self.device_id = int(opts.get("device_id", 0))
         self.path = path
         self.name = name
@@ -179,6 +259,22 @@ class ModelSession:
         self._single = self.inputs[0].name if len(self.inputs) == 1 else None
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # errors are re-raised below with ORT's message
+        #: the model's fixed batch size (axis 0 of its first input), None when dynamic
+        first = self.inputs[0].shape if self.inputs else ()
+        self.fixed_batch: int | None = first[0] if first and isinstance(first[0], int) else None
+        self.io_binding = self.device == "cuda" and self.settings.io_binding
+        self.batcher: Batcher | None = None
+        #: a fixed batch the rows of any call can be chunked to: every input has that same fixed axis 0
+        self._chunkable = self.fixed_batch is not None and all(
+            s.shape and s.shape[0] == self.fixed_batch for s in self.inputs)
+        if self.settings.max_batch > 1:
+            if self.fixed_batch is None and self.inputs:
+                self.batcher = Batcher(self._run_checked, self.settings.max_batch, self.settings.batch_timeout_ms / 1e3)
+            else:
+                log.info("model %s has a fixed batch of %s: it runs %s at a time, not in batches of %d "
+                         "(tools/dynamic_batch.py gives a model a dynamic batch axis)", name, self.fixed_batch,
+                         "one frame" if self.fixed_batch == 1 else f"{self.fixed_batch} frames",
+                         self.settings.max_batch)
 
     @staticmethod
     def _spec(arg: ort.NodeArg) -> TensorSpec:
@@ -207,6 +303,12 @@ class ModelSession:
                 must have the declared rank, the declared size on every fixed axis and exactly the
                 declared dtype (no implicit casts).
             output_names: outputs to compute (default: all, in declared order).
+
+        A model with a fixed batch size N (axis 0 of its inputs) given another number of rows runs
+        them in chunks of N (the last one padded by repeating its last row; the padding's outputs
+        are dropped), so a batch-1 model can be called with any batch. With ``runtime: {max_batch:
+        N}`` a model with a dynamic batch axis runs concurrent calls as one batch
+        (`streamcnn.batcher`); each caller gets exactly its own rows back.
 
         Returns:
             The requested outputs, as numpy arrays, in the order asked for.
@@ -241,7 +343,7 @@ class ModelSession:
                 raise self._input_error(spec, a, f"rank {a.ndim}, the model needs rank {rank}")
             shape = a.shape
             for axis, size in fixed:
-                if shape[axis] != size:
+                if shape[axis] != size and not (axis == 0 and self._chunkable):
                     raise self._input_error(spec, a, f"axis {axis} is {shape[axis]}, the model needs {size}")
             if dtype is not None and a.dtype != dtype:
                 raise self._input_error(spec, a, f"dtype {a.dtype}, the model needs {dtype}")
@@ -258,12 +360,75 @@ class ModelSession:
                     f"model {self.name}: unknown output(s) {bad}; "
                     f"outputs are {[o.name for o in self.outputs]}"
                 )
+        if self._chunkable and self.fixed_batch is not None:
+            rows = {a.shape[0] for a in feeds.values()}
+            if rows != {self.fixed_batch}:
+                return self._run_chunks(feeds, output_names, rows)
+        if self.batcher is not None:
+            return self.batcher.run(feeds, output_names)
+        return self._run_checked(feeds, output_names)
+
+    def _run_checked(self, feeds: dict[str, np.ndarray], output_names: list[str] | None) -> list[np.ndarray]:
+        """One ORT run of feeds already checked against the inputs (I/O binding on CUDA)."""
         try:
+            if self.io_binding:
+                return self._run_bound(feeds, output_names)
             return self.session.run(output_names, feeds, self._run_options)
         except Exception as e:
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
             raise self._wrap_ort_error(e, feeds) from None
+
+    def _run_bound(self, feeds: dict[str, np.ndarray], output_names: list[str] | None) -> list[np.ndarray]:
+        """Run through an ``IOBinding``: each input copied to the device once, the outputs allocated
+        by ORT on the device (no staging copy) and copied back once. `run_on_device` keeps them there."""
+        return [v.numpy() for v in self.run_on_device(feeds, output_names)]
+
+    def run_on_device(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> list[ort.OrtValue]:
+        """Like `run`, but the outputs stay where the session made them (GPU memory on CUDA), as
+        ``onnxruntime.OrtValue``s, for a next model or step that takes them from there (``.numpy()``
+        copies one to the host). The inputs are not checked here: pass what `run` accepts.
+
+        Raises:
+            StreamcnnError: an ONNX Runtime failure (with its message).
+        """
+        binding = self.session.io_binding()
+        where = "cuda" if self.device == "cuda" else "cpu"
+        for name, array in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), where, self.device_id or 0)
+            binding.bind_ortvalue_input(name, value)
+        for name in output_names or [o.name for o in self.outputs]:
+            binding.bind_output(name, where, self.device_id or 0)
+        try:
+            self.session.run_with_iobinding(binding, self._run_options)
+        except Exception as e:
+            if not type(e).__module__.startswith("onnxruntime"):
+                raise
+            raise self._wrap_ort_error(e, feeds) from None
+        return binding.get_outputs()
+
+    def _run_chunks(self, feeds: dict[str, np.ndarray], output_names: list[str] | None,
+                    rows: set[int]) -> list[np.ndarray]:
+        """``feeds`` of another row count than the model's fixed batch N: run in chunks of N."""
+        n = self.fixed_batch
+        assert n is not None
+        if len(rows) != 1:
+            shapes = ", ".join(f"'{k}' {format_shape(tuple(v.shape))}" for k, v in feeds.items())
+            raise ModelInputError(f"model {self.name}: the inputs have different batch sizes ({shapes})")
+        total = rows.pop()
+        parts: list[list[np.ndarray]] = []
+        for at in range(0, max(total, 1), n):
+            chunk = {}
+            for k, v in feeds.items():
+                part = v[at:at + n]
+                if len(part) < n:  # pad by repeating the last row (or zeros for an empty feed)
+                    pad = (np.repeat(part[-1:], n - len(part), axis=0) if len(part)
+                           else np.zeros((n,) + v.shape[1:], v.dtype))
+                    part = np.concatenate([part, pad])
+                chunk[k] = part
+            outs = self._run_checked(chunk, output_names)
+            parts.append([o[:min(n, total - at)] for o in outs])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
     def _wrap_ort_error(self, e: Exception, feeds: dict[str, np.ndarray]) -> StreamcnnError:
         given = ", ".join(f"'{k}' {format_shape(tuple(v.shape))} {v.dtype}" for k, v in feeds.items())
@@ -301,7 +466,8 @@ def get_session(
 
     One session per (model identity, device) is shared by every pipeline in the process: a path is
     identified by its resolved absolute path, in-memory bytes by their SHA-256. ``cuda`` and
-    ``cuda:0`` are the same device. Thread-safe; session creation is serialised.
+    ``cuda:0`` are the same device. Thread-safe; session creation is serialised. The session gets
+    the current `SessionSettings` (threads, spinning, batching, GPU options: see `configure`).
 
     Args:
         model: path of an ``.onnx`` file (relative paths resolve against the current directory;
@@ -340,8 +506,8 @@ def get_session(
     key = (key_model, kind, index)
     with _lock:
         ms = _cache.get(key)
-        if ms is None:
-            ms = _create(source, display, path, kind, index, stage)
+        if ms is None or ms.settings != _settings:  # new, or made before `configure` changed the settings
+            ms = _create(source, display, path, kind, index, stage, _settings)
             _cache[key] = ms
     where = f"{ms.provider} (device_id {ms.device_id})" if ms.device == "cuda" else ms.provider
     log.info("stage '%s': model %s on %s", stage, ms.name, where)
@@ -349,21 +515,21 @@ def get_session(
 
 
 def _create(
-    source: str | bytes, display: str, path: Path | None, kind: str, index: int | None, stage: str
+    source: str | bytes, display: str, path: Path | None, kind: str, index: int | None, stage: str,
+    settings: SessionSettings,
 ) -> ModelSession:
     in_build = _cuda_in_build()
     driver = _has_cuda_driver()
-    want_cuda = kind == "cuda" or (kind == "auto" and in_build and driver)
+    want_cuda = kind in ("cuda", "tensorrt") or (kind == "auto" and in_build and driver)
     device_id = index if index is not None else 0
     providers: list = [CPU]
     if want_cuda:
-        providers.insert(0, (CUDA, {"device_id": device_id}))
+        providers.insert(0, (CUDA, settings.cuda_options(device_id)))
+        if kind == "tensorrt":
+            providers.insert(0, (TENSORRT, settings.tensorrt_options(device_id)))
         if in_build and driver:
             _preload_cuda_dlls()
-    opts = ort.SessionOptions()
-    # Warnings about the graph itself (e.g. UltraFace: "Initializer ... appears in graph inputs",
-    # hundreds of lines) are not actionable for a user; errors still surface as exceptions.
-    opts.log_severity_level = 3
+    opts = settings.session_options()
     try:
         with warnings.catch_warnings():
             # The CPU build warns "Specified provider 'CUDAExecutionProvider' is not in available
@@ -385,7 +551,14 @@ def _create(
         raise StreamcnnError(
             f"stage '{stage}': cannot load model {display}: {type(e).__name__}: {msg}"
         ) from None
-    ms = ModelSession(sess, display, path)
+    ms = ModelSession(sess, display, path, settings)
+    if kind == "tensorrt" and ms.provider != TENSORRT:
+        raise StreamcnnError(
+            f"stage '{stage}': model {display} was asked to run on {TENSORRT} (device_id {device_id}) but ONNX "
+            f"Runtime runs it on {ms.provider}: the TensorRT libraries (libnvinfer) are missing or do not fit this "
+            "onnxruntime-gpu build, or the GPU is not there. To fix: install TensorRT for the CUDA version of "
+            "onnxruntime-gpu (pip install tensorrt), or set device: cuda"
+        )
     if want_cuda and ms.device != "cuda":
         if not in_build:
             reason = (
@@ -398,7 +571,7 @@ def _create(
                 "the CUDA provider failed to load (missing or mismatched CUDA/cuDNN libraries, or no GPU "
                 f"{device_id}); onnxruntime.print_debug_info() shows the CUDA version it needs"
             )
-        if kind == "cuda":
+        if kind in ("cuda", "tensorrt"):
             raise StreamcnnError(
                 f"stage '{stage}': model {display} was asked to run on {CUDA} (device_id {device_id}) "
                 f"but ONNX Runtime runs it on {ms.provider}: {reason}. To fix: {GPU_FIX}"
@@ -408,7 +581,7 @@ def _create(
             "To use the GPU: %s",
             stage, display, ms.provider, reason, GPU_FIX.replace(", or set device: cpu / auto", ""),
         )
-    elif kind == "cuda" and ms.device_id not in (None, device_id):
+    elif kind in ("cuda", "tensorrt") and ms.device_id not in (None, device_id):
         raise StreamcnnError(
             f"stage '{stage}': model {display} was asked to run on {CUDA} (device_id {device_id}) "
             f"but ONNX Runtime runs it on device_id {ms.device_id}"
@@ -420,9 +593,12 @@ __all__ = [
     "DEVICE_FORMS",
     "ModelNotFoundError",
     "ModelSession",
+    "SessionSettings",
     "TensorSpec",
     "clear_cache",
+    "configure",
     "format_shape",
     "get_session",
     "parse_device",
+    "settings",
 ]

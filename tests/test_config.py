@@ -216,7 +216,7 @@ def test_device_errors_at_validation(tmp_path):
             stages: [{edges: {device: gpu}}]
         """)
     assert errors_of(path) == (f"{path}:4:31: pipelines.demo.stages[0].edges.device: device 'gpu' is not valid; "
-                               "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:1)")
+                               "use auto, cpu, cuda, cuda:N (N = GPU index, e.g. cuda:1), tensorrt or tensorrt:N")
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("the GPU build of ONNX Runtime is installed")
     path.write_text(path.read_text().replace("gpu", "cuda:1"))

@@ -211,7 +211,7 @@ def test_cuda_with_gpu_build_whose_cuda_fails_to_load(monkeypatch, no_working_cu
 
 @pytest.mark.parametrize("bad", ["gpu", "CPU", "cuda:", "cuda:-1", "cuda:x", "auto:0", "cpu:0", " cpu", ""])
 def test_bad_device_string_lists_accepted_forms(bad) -> None:
-    with pytest.raises(ValueError, match=r"use auto, cpu, cuda or cuda:N") as info:
+    with pytest.raises(ValueError, match=r"use auto, cpu, cuda, cuda:N \(N = GPU index, e.g. cuda:1\), tensorrt or tensorrt:N$") as info:
         get_session(fixed_model(), bad)
     assert repr(bad) in str(info.value)
 

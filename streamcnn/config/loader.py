@@ -9,6 +9,10 @@ Shape::
         stages: [{STAGE: {OPTION: VALUE}}, ...]
         sinks:  [{SINK: {OPTION: VALUE}}, ...]
         on_error: skip | stop
+        in_flight: auto | N              # frames in its stateless stages at once
+        batch: 1                         # frames per process_batch call of its stateless stages
+    runtime:                             # optional: threads, batching, GPU (see RuntimeSpec)
+      intra_op_threads: auto | N
 
 Every error names file, line, column, key path and what was expected, and suggests the
 closest valid name (difflib).
@@ -101,7 +105,7 @@ def load_config(
     errors.extend(_check_outputs(resolved, file))
     if errors:
         raise ConfigErrors(_sorted(errors))
-    return Config(file, config_dir, pipelines, plugins, positions, skipped)
+    return Config(file, config_dir, pipelines, plugins, positions, skipped, spec.runtime)
 
 
 def _sorted(errors: list[ConfigError]) -> list[ConfigError]:
@@ -208,7 +212,7 @@ def _resolve_pipeline(
     if errors or source is None:
         return None, parts, errors
     return PipelineConfig(pname, source, [c for c, _ in stages], [c for c, _ in sinks], pspec.on_error,
-                          pspec.optional), parts, errors
+                          pspec.optional, pspec.in_flight, pspec.batch), parts, errors
 
 
 __all__ = ["load_config"]

@@ -11,6 +11,7 @@ from ..api import Context
 from ..errors import ConfigError, StreamcnnError, where
 from ..pluginmanager import Plugins
 from ..yamlpos import Positions
+from .schema import RuntimeSpec
 
 
 @dataclass
@@ -71,6 +72,8 @@ class PipelineConfig:
     sinks: list[Component]
     on_error: str = "skip"
     optional: bool = False
+    in_flight: int | str | None = None  # None: the runtime section's in_flight
+    batch: int = 1
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Config:
         file: the YAML path as given; ``config_dir`` its directory.
         pipelines: ``{name: PipelineConfig}`` in file order.
         plugins: the loaded plugins (entry points + YAML ``plugins:``).
+        runtime: the ``runtime:`` section (threads, frames in flight, batching, GPU options).
     """
 
     file: str
@@ -89,6 +93,7 @@ class Config:
     plugins: Plugins
     positions: Positions = field(default_factory=Positions)
     skipped: dict[str, str] = field(default_factory=dict)  # optional pipelines left out, and why
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)  # the file's ``runtime:`` section
 
 
 __all__ = ["Component", "Config", "PipelineConfig"]

@@ -22,6 +22,7 @@ from ..frame import Frame
 from ..pluginmanager import call_hook, hook_failure
 from ..redact import redact
 from .buffer import BufferClosed, BufferEmpty
+from .inflight import InFlight, Outcome
 from .reader import SourceReader
 
 log = logging.getLogger("streamcnn.engine")
@@ -78,7 +79,10 @@ class PipelineRun:
     reader: SourceReader | None = None
     thread: threading.Thread | None = None
     insist: bool = False  # chosen by name (--pipeline): `optional` does not apply
+    in_flight: int = 1  # frames in the leading stateless stages at once (set by the Engine's budget)
+    batch: int = 1  # frames per process_batch call of those stages
     _last_error: str = ""
+    _taken: int = 0  # frames taken from the source buffer (see `_counting`)
     _last_kind: str = "stage"  # "stage" or "sink": what raised last
 
     @property
@@ -180,80 +184,167 @@ class PipelineRun:
     def _loop(self, stages: list[tuple[str, Stage]], sinks: list[tuple[str, Sink]], plog: logging.Logger) -> None:
         reader = self.reader
         assert reader is not None
-        frame_done = self.hook.streamcnn_frame_done
-        name = self.name
-        stats = self.stats
-        limit = self.max_frames
-        opened = not sinks
-        watch_lag = reader.live and reader.buffer.policy == "all"
-        lag_warning = float(getattr(self.cfg.source.params, "lag_warning", 5.0))
-        warned = False
-        while True:
-            if self.abort_event.is_set():
-                return
-            try:
-                frame: Frame = reader.get(timeout=0.25)
-            except BufferEmpty:
-                continue
-            except BufferClosed:
-                return
-            index = frame.index
-            if reader.live:
-                stats.lag = max(0.0, time.time() - frame.capture_time)
-                stats.lag_max = max(stats.lag_max, stats.lag)
-                stats.queued = reader.queued
-                stats.queued_max = max(stats.queued_max, stats.queued)
-                if watch_lag and not warned and stats.lag > lag_warning:
-                    warned = True
-                    plog.warning(
-                        "pipeline '%s': live source %s is %.1f s behind (%d frames queued) under policy: all: the "
-                        "stages take longer per frame than the camera sends them and the delay keeps growing; use "
-                        "policy: latest (always the newest frame), a lighter model, or every: N on the slow stage "
-                        "(this warning: lag_warning, %g s)", name, reader.source.id, stats.lag, stats.queued,
-                        lag_warning)
-            try:
-                for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
-                    frame = stage.process(frame)
-                    if type(frame) is not Frame or not _valid_image(frame.image):
-                        raise TypeError(_bad_output(frame))
-            except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
-                self._failed(StageError(name, stage_name, index, exc), exc, plog)
-                continue
-            if not opened:
-                opened = True
-                stream = StreamInfo(reader.fps, frame.width, frame.height)
-                for sink_name, sink in sinks:
-                    try:
-                        sink.open(stream)
-                    except Exception as exc:  # noqa: BLE001 - reported like a write error
-                        raise StageError(name, sink_name, index, exc, kind="sink") from exc
-            failed = False
-            fatal: StageError | None = None
-            for i, (sink_name, sink) in enumerate(sinks):
+        take = self._counting(self._taker(reader, plog))
+        n_par = stateless_prefix([stage for _, stage in stages])
+        parallel, serial = stages[:n_par], stages[n_par:]
+        inflight: InFlight | None = None
+        if parallel:
+            limit = self.max_frames
+            inflight = InFlight(take, lambda frames: self._work(parallel, frames), self.in_flight, self.batch,
+                                self.name, None if limit is None else lambda: self._taken - self.stats.skipped < limit
+                                ).start()
+            plog.debug("pipeline '%s': stages %s on %d worker thread(s)%s", self.name,
+                       ", ".join(n for n, _ in parallel), self.in_flight,
+                       f", batches of up to {self.batch}" if self.batch > 1 else "")
+        sinks_open = [not sinks]
+        try:
+            while True:
+                if self.abort_event.is_set():
+                    return
                 try:
-                    sink.write(frame)
-                except SinkWriteError as exc:  # the output cannot be written: not a per-frame glitch
-                    failed = True
-                    fatal = fatal or StageError(name, sink_name, index, exc, kind="sink")
-                except Exception as exc:  # noqa: BLE001 - the other sinks still get the frame
-                    failed = True
-                    note = _output_note(self.cfg.sinks[i] if i < len(self.cfg.sinks) else None, exc)
-                    self._failed(StageError(name, sink_name, index, exc, kind="sink", note=note), exc, plog)
-            if fatal is not None:  # stops this pipeline whatever on_error says; the others go on
-                raise fatal from fatal.cause
-            if failed:
-                continue
-            stats.frames += 1
+                    outcomes = inflight.get(0.25) if inflight is not None else [(take(0.25), None)]
+                except BufferEmpty:
+                    continue
+                except BufferClosed:
+                    return
+                for frame, err in outcomes:
+                    if err is not None:
+                        self._failed(*err, plog)
+                    elif self._finish(frame, serial, sinks, sinks_open, plog):
+                        return
+        finally:
+            if inflight is not None:
+                inflight.stop()
+
+    def _counting(self, take):
+        """``take`` counting the frames taken in ``_taken`` (for ``max_frames`` with frames in flight:
+        no frame is taken, and processed for nothing, once the frames taken and not failed reach it)."""
+        self._taken = 0
+
+        def counted(timeout: float) -> Frame:
+            frame = take(timeout)
+            self._taken += 1
+            return frame
+
+        return counted
+
+    def _taker(self, reader: SourceReader, plog: logging.Logger):
+        """``take(timeout)``: the next frame from the source buffer, with the lag statistics of a
+        live source updated (and the one lag warning given) as it is taken."""
+        stats = self.stats
+        if not reader.live:
+            return reader.get
+        watch_lag = reader.buffer.policy == "all"
+        lag_warning = float(getattr(self.cfg.source.params, "lag_warning", 5.0))
+        warned = [False]
+
+        def take(timeout: float) -> Frame:
+            frame = reader.get(timeout=timeout)
+            stats.lag = max(0.0, time.time() - frame.capture_time)
+            stats.lag_max = max(stats.lag_max, stats.lag)
+            stats.queued = reader.queued
+            stats.queued_max = max(stats.queued_max, stats.queued)
+            if watch_lag and not warned[0] and stats.lag > lag_warning:
+                warned[0] = True
+                plog.warning(
+                    "pipeline '%s': live source %s is %.1f s behind (%d frames queued) under policy: all: the "
+                    "stages take longer per frame than the camera sends them and the delay keeps growing; use "
+                    "policy: latest (always the newest frame), a lighter model, or every: N on the slow stage "
+                    "(this warning: lag_warning, %g s)", self.name, reader.source.id, stats.lag, stats.queued,
+                    lag_warning)
+            return frame
+
+        return take
+
+    def _work(self, stages: list[tuple[str, Stage]], frames: list[Frame]) -> list[Outcome]:
+        """Run ``stages`` on consecutive ``frames`` (a stage worker thread, or the pipeline thread):
+        one batch call per stage when there are several frames (a stage whose ``process_batch``
+        raises is run frame by frame instead, so an error names its frame), then per frame."""
+        outcomes: list[Outcome] = [(f, None) for f in frames]
+        if len(frames) == 1:
+            return [self._run_stages(stages, frames[0])]
+        for i, (_, stage) in enumerate(stages):
+            live = [k for k, (_, err) in enumerate(outcomes) if err is None]
+            if not live:
+                break
+            batch = [outcomes[k][0] for k in live]
             try:
-                frame_done(pipeline=name, frame=frame)
-            except Exception as exc:  # noqa: BLE001 - a lifecycle hook must not kill the run either
-                msg = f"pipeline '{name}': {hook_failure(frame_done, exc, f' on frame {index}')}"
-                if self.cfg.on_error == "stop":
-                    raise StreamcnnError(msg) from exc
-                plog.error("%s", msg)
-            if limit is not None and stats.frames >= limit:
-                reader.stop()
-                return
+                done = stage.process_batch(batch)
+                if not isinstance(done, list) or len(done) != len(batch) or not all(
+                        type(f) is Frame and _valid_image(f.image) for f in done):
+                    raise TypeError("process_batch() must return a list of as many Frames as it was given")
+            except Exception:  # noqa: BLE001 - redone per frame below, which names the frame that fails
+                done = None
+            for j, k in enumerate(live):
+                if done is not None:
+                    outcomes[k] = (done[j], None)
+                else:
+                    outcomes[k] = self._run_stages(stages[i:i + 1], batch[j])
+        return outcomes
+
+    def _run_stages(self, stages: list[tuple[str, Stage]], frame: Frame) -> Outcome:
+        """Run ``stages`` on one frame: (frame, None), or (frame, (StageError, cause)) when one raised
+        or returned something that is not the frame."""
+        index = frame.index
+        stage_name = ""
+        try:
+            for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
+                frame = stage.process(frame)
+                if type(frame) is not Frame or not _valid_image(frame.image):
+                    raise TypeError(_bad_output(frame))
+        except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
+            return frame, (StageError(self.name, stage_name, index, exc), exc)
+        return frame, None
+
+    def _finish(self, frame: Frame, stages: list[tuple[str, Stage]], sinks: list[tuple[str, Sink]],
+                sinks_open: list[bool], plog: logging.Logger) -> bool:
+        """On the pipeline thread, in frame order: the remaining ``stages``, the sinks (opened on the
+        first frame), ``streamcnn_frame_done``; True when ``max_frames`` is reached."""
+        name, stats, index = self.name, self.stats, frame.index
+        if stages:
+            frame, err = self._run_stages(stages, frame)
+            if err is not None:
+                self._failed(*err, plog)
+                return False
+        if not sinks_open[0]:
+            sinks_open[0] = True
+            assert self.reader is not None
+            stream = StreamInfo(self.reader.fps, frame.width, frame.height)
+            for sink_name, sink in sinks:
+                try:
+                    sink.open(stream)
+                except Exception as exc:  # noqa: BLE001 - reported like a write error
+                    raise StageError(name, sink_name, index, exc, kind="sink") from exc
+        failed = False
+        fatal: StageError | None = None
+        for i, (sink_name, sink) in enumerate(sinks):
+            try:
+                sink.write(frame)
+            except SinkWriteError as exc:  # the output cannot be written: not a per-frame glitch
+                failed = True
+                fatal = fatal or StageError(name, sink_name, index, exc, kind="sink")
+            except Exception as exc:  # noqa: BLE001 - the other sinks still get the frame
+                failed = True
+                note = _output_note(self.cfg.sinks[i] if i < len(self.cfg.sinks) else None, exc)
+                self._failed(StageError(name, sink_name, index, exc, kind="sink", note=note), exc, plog)
+        if fatal is not None:  # stops this pipeline whatever on_error says; the others go on
+            raise fatal from fatal.cause
+        if failed:
+            return False
+        stats.frames += 1
+        frame_done = self.hook.streamcnn_frame_done
+        try:
+            frame_done(pipeline=name, frame=frame)
+        except Exception as exc:  # noqa: BLE001 - a lifecycle hook must not kill the run either
+            msg = f"pipeline '{name}': {hook_failure(frame_done, exc, f' on frame {index}')}"
+            if self.cfg.on_error == "stop":
+                raise StreamcnnError(msg) from exc
+            plog.error("%s", msg)
+        if self.max_frames is not None and stats.frames >= self.max_frames:
+            assert self.reader is not None
+            self.reader.stop()
+            return True
+        return False
 
     def _failed(self, err: StageError, exc: BaseException, plog: logging.Logger) -> None:
         """A stage or sink raised on a frame: stop the pipeline (``on_error: stop``) or count the
@@ -265,6 +356,16 @@ class PipelineRun:
         if self.stats.skipped <= _ERROR_LOG_FIRST or self.stats.skipped % _ERROR_LOG_EVERY == 0:
             plog.error("%s (frame skipped; %d skipped so far)", err, self.stats.skipped)
             plog.debug("traceback", exc_info=exc)
+
+
+def stateless_prefix(stages: list[Stage]) -> int:
+    """How many of ``stages``, from the first, are ``stateless`` (may run on several frames at once)."""
+    n = 0
+    for stage in stages:
+        if not getattr(stage, "stateless", False):
+            break
+        n += 1
+    return n
 
 
 def _valid_image(img: Any) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 
+from ..budget import Budget, apply, plan
 from ..config import Config
+from ..config.schema import RuntimeSpec
 from .pipeline import PipelineRun, PipelineStats
 
 
 class Engine:
-    """Runs the pipelines of a `Config` concurrently.
+    """Runs the pipelines of a `Config` concurrently, within one thread budget (`streamcnn.budget`).
 
     ``run()`` blocks until every pipeline ends (end of file, ``max_frames`` reached, an error
     with ``on_error: stop``, or ``stop()`` — e.g. from a SIGINT/SIGTERM handler).
@@ -24,9 +26,19 @@ class Engine:
         insist = insist or bool(names)
         self.runs = [PipelineRun(config.pipelines[n], self.hook, max_frames, insist=insist) for n in chosen]
         self._stopping = 0
+        runtime = getattr(config, "runtime", None) or RuntimeSpec()
+        self.budget: Budget = plan(runtime, {
+            r.name: (r.cfg.in_flight, bool(r.cfg.stages) and bool(getattr(r.cfg.stages[0].cls, "stateless", False)))
+            for r in self.runs})
+        for r in self.runs:
+            r.in_flight = self.budget.in_flight[r.name]
+            r.batch = r.cfg.batch
+        self._runtime = runtime
 
     def start(self) -> None:
-        """Start one thread per pipeline (returns at once)."""
+        """Apply the thread budget (`streamcnn.budget`: logged as one line), then start one thread
+        per pipeline (returns at once)."""
+        apply(self.budget, self._runtime)
         for run in self.runs:
             run.thread = threading.Thread(target=run.run, name=f"pipeline-{run.name}", daemon=True)
             run.thread.start()
