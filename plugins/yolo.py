@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import field_validator
 
@@ -38,6 +37,7 @@ from streamcnn import (
 from streamcnn.ops import (
     YOLO_FORMATS,
     Grid,
+    LetterboxBlob,
     decode_anchor_grid,
     decode_fastestv2,
     decode_v5,
@@ -45,7 +45,6 @@ from streamcnn.ops import (
     decode_yolox,
     guess_formats,
     head_fit,
-    letterbox,
     make_grid,
     select,
 )
@@ -174,6 +173,7 @@ class YoloStage(ModelStage):
     """
 
     families = ("yolo",)
+    stateless = True  # per frame: several frames may be in flight (see streamcnn.Stage)
 
     class Params(DetectorParams, ModelParams):
         model: str = Field(description="ONNX file path or registry name, e.g. yolox_nano_coco_416")
@@ -259,6 +259,7 @@ class YoloStage(ModelStage):
         self.color = pick("color", "rgb" if fmt == "v8" else "bgr")
         self.resize = pick("resize", "center")
         self.scale = float(pick("scale", 1 / 255))
+        self.to_blob = LetterboxBlob(self.net_w, self.net_h, self.resize, scale=self.scale, swap_rb=self.color == "rgb")
         self.logits = bool(pick("logits", fmt in ("v5-raw", "v3")))
         strides = pick("strides") or _meta_strides(meta) or [8, 16, 32]
         anchors = pick("anchors")
@@ -350,10 +351,12 @@ class YoloStage(ModelStage):
 
     # -- per frame ----------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray):
-        """uint8 H×W×3 BGR → float32 (1, 3, net_h, net_w) blob and the `LetterboxInfo`."""
-        canvas, info = letterbox(image, self.net_w, self.net_h, self.resize)
-        blob = cv2.dnn.blobFromImage(canvas, self.scale, swapRB=self.color == "rgb")
-        return blob, info
+        """uint8 H×W×3 BGR → float32 (1, 3, net_h, net_w) blob and the `LetterboxInfo`.
+
+        The blob is identical to ``cv2.dnn.blobFromImage(letterbox(...))`` but lives in this
+        thread's preallocated buffer (`LetterboxBlob`): valid until this thread's next call.
+        """
+        return self.to_blob(image)
 
     def decode(self, outputs: list[np.ndarray]):
         """Raw model outputs → (cxcywh in input pixels, obj or None, class scores)."""

@@ -112,9 +112,10 @@ def plan(runtime: RuntimeSpec, pipelines: Mapping[str, tuple[int | str | None, b
     return Budget(cores, in_flight, concurrency, intra, spinning, opencv, max_batch, runtime.batch_timeout_ms)
 
 
-def apply(budget: Budget, runtime: RuntimeSpec) -> None:
+def apply(budget: Budget, runtime: RuntimeSpec, quiet: bool = False) -> None:
     """Make ``budget`` (and the GPU options of ``runtime``) the settings of every model session
-    created from now on (`streamcnn.runtime.configure`) and set OpenCV's thread count."""
+    created from now on (`streamcnn.runtime.configure`) and set OpenCV's thread count; log it as one
+    INFO line unless ``quiet`` (``load_config`` applies it quietly before its checks load models)."""
     import cv2
 
     from .runtime import SessionSettings, configure
@@ -126,7 +127,8 @@ def apply(budget: Budget, runtime: RuntimeSpec) -> None:
         gpu_mem_limit_mb=runtime.gpu_mem_limit_mb, arena_extend_strategy=runtime.arena_extend_strategy,
         io_binding=runtime.io_binding, tensorrt_cache=runtime.tensorrt_cache, tensorrt_fp16=runtime.tensorrt_fp16,
     ))
-    log.info("%s", budget.describe())
+    if not quiet:
+        log.info("%s", budget.describe())
 
 
 __all__ = ["MAX_AUTO_IN_FLIGHT", "Budget", "apply", "available_cores", "plan"]

@@ -142,7 +142,7 @@ def test_batched_pipelines_give_the_single_frame_boxes(assets, tmp_path):
         pipes = "".join(f"""
               {n}:
                 source: {video}
-                stages: [{{yolo: {{model: {model}, format: yolox, conf: 0.3}}}}]
+                stages: [{{yolo: {{model: {model}, format: yolox, conf: 0.3, scale: 1, resize: top-left}}}}]
                 sinks: [{{jsonl: {{path: {n}.jsonl}}}}]""" for n in names)
         cfg = write(tmp_path / "p.yaml", f"runtime: {runtime_yaml}\npipelines:{pipes}\n")
         engine = Engine(load_config(cfg), max_frames=12)

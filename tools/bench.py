@@ -435,7 +435,7 @@ def row_streams(a, tmp: Path) -> list[Row]:
             pipes = "".join(f"""
               p{i}:
                 source: {video}
-                stages: [{{yolo: {{model: {model}, conf: 0.3, iou: 0.45}}}}]
+                stages: [{{yolo: {{model: {model}, format: yolox, scale: 1, resize: top-left, conf: 0.3, iou: 0.45}}}}]
                 sinks: [null]""" for i in range(k))
             text = runtime + "pipelines:" + pipes + "\n"
 

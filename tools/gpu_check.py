@@ -99,7 +99,7 @@ def main() -> int:
                 pipes = "".join(f"""
                   p{i}:
                     source: {{uri: pattern, size: 1920x1080, frames: 300}}
-                    stages: [{{yolo: {{model: {model}, format: yolox, device: cuda}}}}]
+                    stages: [{{yolo: {{model: {model}, format: yolox, scale: 1, resize: top-left, device: cuda}}}}]
                     sinks: [null]""" for i in range(k))
                 stats, s = run(f"runtime: {rt}\npipelines:{textwrap.dedent(pipes)}\n", tmp)
                 row.append((sum(st.frames for st in stats) / s, min(st.fps for st in stats)))

@@ -68,6 +68,12 @@ def load_config(
     if not spec.pipelines and not errors:
         raise ConfigError("'pipelines:' is empty: define at least one pipeline", file, *positions.find(("pipelines",)))
 
+    if check:  # models are loaded by the checks: with the run's thread budget, so the run reuses them
+        from ..budget import apply, plan
+
+        chosen = [n for n in (only or spec.pipelines) if n in spec.pipelines]
+        apply(plan(spec.runtime, {n: (spec.pipelines[n].in_flight, True) for n in chosen}), spec.runtime, quiet=True)
+
     if plugins is None:
         plugins = load_plugins()
         for i, s in enumerate(spec.plugins):

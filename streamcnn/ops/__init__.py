@@ -7,7 +7,7 @@ Modules: ``letterbox`` (resize + pad to the network input), ``boxes`` (IoU, clip
 """
 
 from .align import ARCFACE_SIZE, ARCFACE_TEMPLATE, SquareCrops, arcface_align, similarity_matrix
-from .boxes import box_area, box_iou, clip_boxes, nms
+from .boxes import box_area, box_iou, clip_boxes, fast_nms, nms
 from .faces import (
     FACE_FORMATS,
     FORMAT_DEFAULTS,
@@ -34,7 +34,7 @@ from .image import (
     resize_to,
     to_tensor,
 )
-from .letterbox import LetterboxInfo, letterbox, letterbox_info
+from .letterbox import LetterboxBlob, LetterboxInfo, letterbox, letterbox_info
 from .yolo import (
     YOLO_FORMATS,
     Grid,
@@ -52,11 +52,11 @@ from .yolo import (
 )
 
 __all__ = [
-    "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "Grid",
+    "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "Grid", "LetterboxBlob",
     "LetterboxInfo", "SquareCrops", "YOLO_FORMATS", "arcface_align", "blend", "box_area", "box_iou", "cell_centres",
-    "centre_square", "clip_boxes", "crop", "cxcywh_to_xyxy", "decode_anchor_grid", "decode_fastestv2",
-    "decode_scrfd", "decode_ultraface_raw", "decode_v5", "decode_v8", "decode_yolox", "decode_yunet",
-    "detector_format", "fit_longer_side", "fit_within", "from_tensor", "guess_formats", "head_fit", "letterbox",
-    "letterbox_info", "make_grid", "nms", "pad_to_multiple", "pad_to_size", "resize_to", "run_fixed_batch",
-    "select", "select_faces", "shrink_and_pad", "sigmoid", "similarity_matrix", "to_tensor", "ultraface_priors",
+    "centre_square", "clip_boxes", "crop", "cxcywh_to_xyxy", "decode_anchor_grid", "decode_fastestv2", "decode_scrfd",
+    "decode_ultraface_raw", "decode_v5", "decode_v8", "decode_yolox", "decode_yunet", "detector_format", "fast_nms",
+    "fit_longer_side", "fit_within", "from_tensor", "guess_formats", "head_fit", "letterbox", "letterbox_info",
+    "make_grid", "nms", "pad_to_multiple", "pad_to_size", "resize_to", "run_fixed_batch", "select", "select_faces",
+    "shrink_and_pad", "sigmoid", "similarity_matrix", "to_tensor", "ultraface_priors",
 ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .boxes import nms
+from .boxes import fast_nms
 from .letterbox import LetterboxInfo
 
 
@@ -208,25 +208,46 @@ def select(
 
     Score = obj × best class probability (or the best class probability when ``obj`` is None).
     Rows with score ≤ ``conf`` are dropped first (cheap: before any box math); boxes with no
-    area after clipping to the frame are dropped; NMS is per class unless ``agnostic``.
+    area after clipping to the frame are dropped; NMS is per class unless ``agnostic``
+    (`fast_nms`: the same result as the reference `nms`).
+
+    Args:
+        cxcywh: float (N, 4) boxes, centre form, network-input pixels.
+        obj: float (N,) objectness in [0, 1], or None (YOLOv8-style heads).
+        cls: float (N, C) class probabilities (C may be 0: then every row is class 0, prob 1).
+        info: the `LetterboxInfo` of the frame, to map boxes to frame pixels.
+        conf: score threshold (kept when score > conf); iou: NMS IoU threshold (suppress when >).
+        agnostic: NMS across classes; classes: int class ids to keep, or None for all.
+        max_det: keep at most this many boxes.
 
     Returns:
         xyxy float32 (K, 4) frame pixels, conf float32 (K,), class_id int64 (K,), best first.
     """
+    num_classes = cls.shape[1]
     if obj is not None:
-        keep = obj > conf  # score = obj·p ≤ obj, so this never drops a row that could pass
-        cxcywh, obj, cls = cxcywh[keep], obj[keep], cls[keep]
-    class_id = cls.argmax(axis=1) if cls.shape[1] else np.zeros(len(cls), np.int64)
-    best = cls[np.arange(len(cls)), class_id] if cls.shape[1] else np.ones(len(cls), np.float32)
+        rows = np.flatnonzero(obj > conf)  # score = obj·p ≤ obj, so this never drops a row that could pass
+        obj = obj[rows]
+    elif num_classes:
+        rows = np.flatnonzero(cls.max(axis=1) > conf)  # the best class alone must pass (NaN rows never do)
+    else:
+        rows = np.arange(len(cls))
+    cls = cls[rows]
+    if num_classes:
+        class_id = cls.argmax(axis=1)
+        best = cls[np.arange(len(rows)), class_id]
+    else:
+        class_id, best = np.zeros(len(rows), np.int64), np.ones(len(rows), np.float32)
     score = best * obj if obj is not None else best
     keep = score > conf
     if classes is not None:
         keep &= np.isin(class_id, classes)
-    xyxy = info.boxes_to_frame(cxcywh_to_xyxy(cxcywh[keep]))
+    keep = np.flatnonzero(keep)
+    xyxy = info.boxes_to_frame(cxcywh_to_xyxy(cxcywh[rows[keep]]))
     score, class_id = score[keep].astype(np.float32), class_id[keep].astype(np.int64)
-    area_ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-    xyxy, score, class_id = xyxy[area_ok], score[area_ok], class_id[area_ok]
-    idx = nms(xyxy, score, iou, class_id, agnostic=agnostic, max_det=max_det)
+    area_ok = np.flatnonzero((xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1]))
+    if len(area_ok) < len(keep):
+        xyxy, score, class_id = xyxy[area_ok], score[area_ok], class_id[area_ok]
+    idx = fast_nms(xyxy, score, iou, class_id, agnostic=agnostic, max_det=max_det)
     return xyxy[idx], score[idx], class_id[idx]
 
 
