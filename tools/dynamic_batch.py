@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch < 1 or args.size < 1:
             raise ValueError("--batch and --size must be at least 1")
         edited = dynamic_batch(args.input, args.dim_name)
+        unchanged = edited == onnx.load(str(args.input)).SerializeToString()
         edited_model = onnx.load_model_from_string(edited)
         if args.check:
             original = onnx.load(str(args.input))
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     inits = {i.name for i in edited_model.graph.initializer}
     ins = ", ".join(_shape_text(v) for v in edited_model.graph.input if v.name not in inits)
     outs = ", ".join(_shape_text(v) for v in edited_model.graph.output)
-    print(f"wrote {args.output}: inputs {ins}; outputs {outs}")
+    note = " (its batch axis was already dynamic: unchanged)" if unchanged else ""
+    print(f"wrote {args.output}{note}: inputs {ins}; outputs {outs}")
     return 0
 
 

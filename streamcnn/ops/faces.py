@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from ..detections import FACE_CLASS, Detections
-from .boxes import nms
+from .boxes import fast_nms
 from .letterbox import LetterboxInfo, letterbox
 from .yolo import make_grid
 
@@ -206,7 +206,7 @@ def select_faces(xyxy: np.ndarray, score: np.ndarray, kps: np.ndarray | None, in
     ok = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
     box, sc = box[ok], sc[ok]
     pts = None if pts is None else pts[ok]
-    idx = nms(box, sc, iou, max_det=max_det)
+    idx = fast_nms(box, sc, iou, max_det=max_det)
     return box[idx], sc[idx].astype(np.float32), None if pts is None else pts[idx]
 
 
