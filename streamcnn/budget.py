@@ -18,9 +18,13 @@ YAML ``runtime:`` section; a number there, or a pipeline's own ``in_flight``, ov
 * ``max_batch`` = 1: batching across pipelines (`streamcnn.runtime`) pays on a GPU, not on a CPU
   (measured: a batch of 2 on this CPU takes as long as two single runs), so it is only on when asked.
 
-Measured on a 2-core machine (``python tools/bench.py``, BENCHMARKS.md): one YOLOX-nano pipeline
-runs ~1.3× faster at 2 frames in flight × 1 intra-op thread than at 1 × 2, and 2 or 4 pipelines reach
-~1.6× one pipeline's aggregate frames/s at 1 intra-op thread each, against ~1.0× at ORT's default.
+Measured on a 2-core machine (``python tools/bench.py --rows 6``, BENCHMARKS.md; YOLOX-nano on
+vtest.avi, aggregate frames/s): 1 / 2 / 4 / 8 pipelines ran at 86 / 86 / 85 / 83 with this rule
+against 72 / 68 / 72 / 75 at ONNX Runtime's defaults (one frame in flight, ORT's own pool), with the
+pipelines' own frames/s within 3% of each other (up to 6% at the defaults). Two cores are full with
+one pipeline at 2 frames in flight, so more pipelines share them; batching cost 5-35% here.
+
+`RuntimeSpec`, the validated ``runtime:`` section, lives here with the rule that reads it.
 """
 
 from __future__ import annotations
@@ -29,8 +33,42 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
-from .config.schema import RuntimeSpec
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+Auto = Literal["auto"]
+
+
+class RuntimeSpec(BaseModel):
+    """The ``runtime:`` section: how the process spends its cores and its GPU (every key optional).
+
+    ``auto`` values follow the rule in `streamcnn.budget` (documented in the README); a number
+    overrides it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    intra_op_threads: int | Auto = Field("auto", description="ONNX Runtime threads per inference (0: ORT's default)")
+    in_flight: int | Auto = Field("auto", description="frames per pipeline in its stateless stages at once")
+    opencv_threads: int | Auto = Field("auto", description="cv2.setNumThreads for the process")
+    spinning: bool | Auto = Field("auto", description="ONNX Runtime worker threads spin-wait between runs")
+    max_batch: int | Auto = Field("auto", description="frames of one model run together across pipelines (1: off)")
+    batch_timeout_ms: float = Field(2.0, ge=0, description="how long a model waits for more frames to batch")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+    gpu_mem_limit_mb: int | None = Field(None, ge=1, description="CUDA arena limit in MiB (default: no limit)")
+    arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kNextPowerOfTwo"
+    io_binding: bool = Field(True, description="CUDA: bind inputs/outputs to device buffers")
+    tensorrt_cache: str | None = Field(None, description="folder for TensorRT engines (device: tensorrt)")
+    tensorrt_fp16: bool = Field(False, description="TensorRT: build fp16 engines")
+
+    @field_validator("intra_op_threads", "in_flight", "max_batch", "opencv_threads")
+    @classmethod
+    def _whole(cls, v: object, info: ValidationInfo) -> object:
+        low = 0 if info.field_name in ("opencv_threads", "intra_op_threads") else 1
+        if isinstance(v, int) and v < low:
+            raise ValueError(f"expected 'auto' or a whole number ≥ {low}, got {v}")
+        return v
+
 
 log = logging.getLogger("streamcnn.budget")
 
@@ -131,4 +169,4 @@ def apply(budget: Budget, runtime: RuntimeSpec, quiet: bool = False) -> None:
         log.info("%s", budget.describe())
 
 
-__all__ = ["MAX_AUTO_IN_FLIGHT", "Budget", "apply", "available_cores", "plan"]
+__all__ = ["MAX_AUTO_IN_FLIGHT", "Auto", "Budget", "RuntimeSpec", "apply", "available_cores", "plan"]

@@ -4,39 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Auto = Literal["auto"]
-
-
-class RuntimeSpec(BaseModel):
-    """The ``runtime:`` section: how the process spends its cores and its GPU (every key optional).
-
-    ``auto`` values follow the rule in `streamcnn.budget` (documented in the README); a number
-    overrides it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    intra_op_threads: int | Auto = Field("auto", description="ONNX Runtime threads per inference (0: ORT's default)")
-    in_flight: int | Auto = Field("auto", description="frames per pipeline in its stateless stages at once")
-    opencv_threads: int | Auto = Field("auto", description="cv2.setNumThreads for the process")
-    spinning: bool | Auto = Field("auto", description="ONNX Runtime worker threads spin-wait between runs")
-    max_batch: int | Auto = Field("auto", description="frames of one model run together across pipelines (1: off)")
-    batch_timeout_ms: float = Field(2.0, ge=0, description="how long a model waits for more frames to batch")
-    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
-    gpu_mem_limit_mb: int | None = Field(None, ge=1, description="CUDA arena limit in MiB (default: no limit)")
-    arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kNextPowerOfTwo"
-    io_binding: bool = Field(True, description="CUDA: bind inputs/outputs to device buffers")
-    tensorrt_cache: str | None = Field(None, description="folder for TensorRT engines (device: tensorrt)")
-    tensorrt_fp16: bool = Field(False, description="TensorRT: build fp16 engines")
-
-    @field_validator("intra_op_threads", "in_flight", "max_batch", "opencv_threads")
-    @classmethod
-    def _whole(cls, v: object, info: ValidationInfo) -> object:
-        low = 0 if info.field_name in ("opencv_threads", "intra_op_threads") else 1
-        if isinstance(v, int) and v < low:
-            raise ValueError(f"expected 'auto' or a whole number ≥ {low}, got {v}")
-        return v
+from ..budget import Auto, RuntimeSpec
 
 
 class PipelineSpec(BaseModel):
