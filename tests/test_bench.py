@@ -24,7 +24,7 @@ def test_bench_smoke_run_writes_the_table(assets, tmp_path):
         assert section in text, section
     # row 3 (Roboflow) and the Ultralytics line need their own venvs: left out when not given
     assert "Roboflow" not in text and "Ultralytics" not in text
-    ratio_rows = [ln for ln in text.splitlines() if ln.startswith("| ") and ln.rstrip().endswith("× |")]
+    ratio_rows = [ln for ln in text.splitlines() if ln.startswith("| ") and ln.rstrip().endswith("×** |")]
     assert len(ratio_rows) >= 8  # every compared variant has a ratio against its reference
     assert "batching across pipelines (max_batch 2, dynamic-batch model)" in text
     assert res.stdout.strip().endswith(text.strip().splitlines()[-1])  # the same table on stdout
