@@ -61,7 +61,6 @@ import streamcnn  # noqa: E402
 from streamcnn.budget import available_cores  # noqa: E402
 from streamcnn.config import load_config  # noqa: E402
 from streamcnn.engine import Engine  # noqa: E402
-from streamcnn.frame import Frame  # noqa: E402
 from streamcnn.ops import letterbox  # noqa: E402
 from streamcnn.ops.yolo import decode_yolox, make_grid, select  # noqa: E402
 from streamcnn.registry import resolve_asset  # noqa: E402
@@ -164,35 +163,6 @@ def yolox_loop(video: Path, model: Path, out: Path, frames: int, backend: str) -
     return n, time.perf_counter() - t0
 
 
-def edges_loop(video: Path, out: Path, frames: int) -> tuple[int, float]:
-    from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding
-
-    reference_threads()
-    model = build_edges_model(kernel_weights("sobel"), resolve_padding("same", 3), 1, 1, True)
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    t0 = time.perf_counter()
-    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    n = 0
-    while n < frames:
-        ok, img = cap.read()
-        if not ok:
-            break
-        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        edges = sess.run(None, {"image": gray[None, :, :, None]})[0][0, :, :, 0]
-        disp = cv2.cvtColor(cv2.convertScaleAbs(edges), cv2.COLOR_GRAY2BGR)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps,
-                                     (disp.shape[1], disp.shape[0]))
-        writer.write(disp)
-        n += 1
-    cap.release()
-    if writer is not None:
-        writer.release()
-    return n, time.perf_counter() - t0
-
-
 def peer(python: str, script: str, args: list[str]) -> dict:
     """Run a peer tool's script under its own venv's Python; its one JSON line."""
     proc = subprocess.run([python, str(HERE / "peers" / script), *args], capture_output=True, text=True,
@@ -227,7 +197,13 @@ def row_engine(a, tmp: Path) -> list[Row]:
             stages: [{{edges: {{kernel: sobel, padding: same, stride: 1}}}}]
             sinks: [{{video: {{path: {tmp}/edges.mp4}}}}]
         """
-    interleave(a.repeat, [(bare, lambda: _fps(edges_loop(video, tmp / "bare_edges.mp4", a.frames))),
+    from bench_engine import bare_loop as edges_loop
+
+    def bare_edges() -> float:
+        reference_threads()
+        return _fps(edges_loop(video, tmp / "bare_edges.mp4", a.frames))
+
+    interleave(a.repeat, [(bare, bare_edges),
                           (ours, lambda: _fps_stats(engine_run(yaml_text, tmp, a.frames)))])
     return [bare, ours]
 
@@ -298,20 +274,9 @@ def row_inference(a, tmp: Path) -> list[Row]:
     return [rf, ours]
 
 
-def synthetic_head(rng: np.random.Generator, rows: int = 8400, classes: int = 80) -> np.ndarray:
-    """A YOLOX-like 640 head: small offsets, log-sizes, mostly-low obj, ~150 confident cells."""
-    raw = np.empty((rows, 5 + classes), np.float32)
-    raw[:, :2] = rng.uniform(-0.5, 1.5, (rows, 2))
-    raw[:, 2:4] = rng.normal(0.5, 0.8, (rows, 2))
-    raw[:, 4] = rng.beta(0.3, 6.0, rows)
-    raw[:, 5:] = rng.beta(0.3, 8.0, (rows, classes))
-    hot = rng.choice(rows, 150, replace=False)
-    raw[hot, 4] = rng.uniform(0.5, 0.95, len(hot))
-    raw[hot, 5 + rng.integers(0, classes, len(hot))] = rng.uniform(0.6, 0.99, len(hot))
-    return raw
-
-
 def row_postprocess(a, tmp: Path) -> list[Row]:
+    from bench_yolo import synthetic_head
+
     from streamcnn.ops import letterbox_info
     from streamcnn.ops.yolo import cxcywh_to_xyxy
 
@@ -354,7 +319,7 @@ def row_postprocess(a, tmp: Path) -> list[Row]:
 def row_faces(a, tmp: Path) -> list[Row]:
     import logging
 
-    from bench_faces import make_db
+    from bench_faces import bare_loop, make_db
 
     from streamcnn import Context
     from streamcnn.facedb import FaceEmbedder
@@ -368,28 +333,16 @@ def row_faces(a, tmp: Path) -> list[Row]:
     def ctx(name: str) -> Context:
         return Context(name, "bench", tmp, logging.getLogger(f"streamcnn.bench.{name}"))
 
-    def bare_loop() -> float:
+    def bare() -> float:
         reference_threads()
         stages = [FaceDetectStage(FaceDetectStage.Params(model="yunet_n_dynamic"), ctx("face_detect")),
                   LandmarksStage(LandmarksStage.Params(model="pfld68_112"), ctx("landmarks")),
                   FaceRecognizeStage(FaceRecognizeStage.Params(database=str(db_path)), ctx("face_recognize"))]
-        t0 = time.perf_counter()
-        cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-        n = 0
-        while n < a.frames:
-            ok, frame_img = cap.read()
-            if not ok:
-                break
-            frame = Frame(frame_img, n, 0.0)
-            for s in stages:
-                frame = s.process(frame)
-            n += 1
-        cap.release()
-        return n / (time.perf_counter() - t0)
+        return _fps(bare_loop(video, stages, a.frames))
 
     sec = "5. faces (Megamind.avi: detect → landmarks → recognise)"
-    bare = Row(sec, "bare loop: read → the same 3 stages' process()")
-    ours = Row(sec, "streamcnn: face_detect → landmarks → face_recognize → null sink", ref=bare.name)
+    bare_row = Row(sec, "bare loop: read → the same 3 stages' process()")
+    ours = Row(sec, "streamcnn: face_detect → landmarks → face_recognize → null sink", ref=bare_row.name)
     yaml_text = f"""
         pipelines:
           bench:
@@ -400,8 +353,8 @@ def row_faces(a, tmp: Path) -> list[Row]:
               - face_recognize: {{database: {db_path}}}
             sinks: [null]
         """
-    interleave(a.repeat, [(bare, bare_loop), (ours, lambda: _fps_stats(engine_run(yaml_text, tmp, a.frames)))])
-    return [bare, ours]
+    interleave(a.repeat, [(bare_row, bare), (ours, lambda: _fps_stats(engine_run(yaml_text, tmp, a.frames)))])
+    return [bare_row, ours]
 
 
 def row_streams(a, tmp: Path) -> list[Row]:

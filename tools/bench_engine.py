@@ -26,7 +26,8 @@ from streamcnn.registry import resolve_asset  # noqa: E402
 from streamcnn_plugins.edges import build_edges_model, kernel_weights, resolve_padding  # noqa: E402
 
 
-def bare_loop(video: Path, out: Path) -> tuple[int, float]:
+def bare_loop(video: Path, out: Path, frames: int | None = None) -> tuple[int, float]:
+    """Read → gray → the edges graph → uint8 → mp4v, for at most ``frames`` frames: (frames, seconds)."""
     weights = kernel_weights("sobel")
     model = build_edges_model(weights, resolve_padding("same", 3), 1, 1, True)
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
@@ -35,7 +36,7 @@ def bare_loop(video: Path, out: Path) -> tuple[int, float]:
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     n = 0
-    while True:
+    while frames is None or n < frames:
         ok, img = cap.read()
         if not ok:
             break

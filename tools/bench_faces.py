@@ -61,11 +61,12 @@ def per_face(det: FaceDetector, emb: FaceEmbedder, lm: LandmarksStage, iters: in
     print("  total/face = detect/face + align + embed (recognition path; landmarks are optional)")
 
 
-def bare_loop(video: Path, stages: list) -> tuple[int, float]:
+def bare_loop(video: Path, stages: list, frames: int | None = None) -> tuple[int, float]:
+    """Read → each stage's ``process``, serially, for at most ``frames`` frames: (frames, seconds)."""
     t0 = time.perf_counter()
     cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     n = 0
-    while True:
+    while frames is None or n < frames:
         ok, img = cap.read()
         if not ok:
             break
