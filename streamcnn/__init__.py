@@ -1,7 +1,8 @@
 """streamcnn: real-time video analytics with YAML pipelines of CNN plugins.
 
 The plugin API is exactly the names in ``__all__`` below plus the public submodules
-``streamcnn.ops`` (pre/post-processing) and ``streamcnn.facedb`` (the face embedding database).
+``streamcnn.ops`` (pre/post-processing), ``streamcnn.facedb`` (the face embedding database) and
+``streamcnn.recording`` (PyAV encoders, crash-safe files, segments, packet rings).
 Built-in plugins import nothing else from streamcnn (a test checks it); third-party plugins may
 rely on these names across 0.x minor versions (a change is announced in the README first).
 Everything else (``streamcnn.config``, ``streamcnn.engine``, ``streamcnn.cli``, ...) is internal.
@@ -12,7 +13,7 @@ from ._ortcheck import check_onnxruntime
 
 check_onnxruntime()
 
-from . import facedb, ops  # noqa: E402
+from . import facedb, ops, recording  # noqa: E402
 from .api import (  # noqa: E402
     Context,
     DetectorParams,
@@ -78,5 +79,5 @@ __all__ = [
     # helpers for messages and images
     "a_an", "redact", "suggest", "to_bgr3",
     # public submodules
-    "facedb", "ops",
+    "facedb", "ops", "recording",
 ]

@@ -384,11 +384,14 @@ class StreamInfo:
         fps: the source's nominal frame rate in frames/s, or None when unknown (e.g. a camera
             that reports none).
         width, height: the first processed frame's size in pixels (after the stages).
+        live: the source is live (a camera: frames may be dropped, the stream may end any time),
+            e.g. the ``video`` sink then writes crash-safe fragmented files by default.
     """
 
     fps: float | None
     width: int
     height: int
+    live: bool = False
 
 
 class Sink(_Component):

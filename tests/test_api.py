@@ -7,7 +7,7 @@ from pathlib import Path
 import streamcnn
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
-PUBLIC_MODULES = {"streamcnn", "streamcnn.ops", "streamcnn.facedb"}
+PUBLIC_MODULES = {"streamcnn", "streamcnn.ops", "streamcnn.facedb", "streamcnn.recording"}
 
 
 def _streamcnn_imports(path: Path) -> list[tuple[int, str, str | None]]:

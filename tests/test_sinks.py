@@ -195,7 +195,7 @@ def test_video_sink_says_a_1x1_frame_is_too_small(tmp_path):
 
 
 def test_video_sink_warns_once_when_it_resizes(tmp_path, caplog):
-    sink = VideoSink(VideoSink.Params(path="v.avi", fourcc="MJPG"), Context("video", "cam", tmp_path))
+    sink = VideoSink(VideoSink.Params(path="v.avi", codec="mjpeg"), Context("video", "cam", tmp_path))
     with caplog.at_level(logging.WARNING):
         for i, (w, h) in enumerate([(32, 24), (32, 24), (16, 12), (20, 10), (32, 24)]):
             sink.write(Frame(np.zeros((h, w, 3), np.uint8), i, i / 25))

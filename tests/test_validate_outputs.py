@@ -17,20 +17,30 @@ def _validate(tmp_path, text: str):
 
 @pytest.mark.parametrize(("sink", "col", "expected"), [
     ("{video: {path: out/x.webm}}", 13,
-     "cannot write {out}/x.webm: OpenCV cannot encode fourcc 'mp4v' into a .webm container; "
-     "for .webm use fourcc: VP80 or VP90"),
-    ("{video: {path: out/x.mp4, fourcc: avc1}}", 13,
-     "cannot write {out}/x.mp4: OpenCV cannot encode fourcc 'avc1' into a .mp4 container (avc1/H264 do not "
-     "work in the pip OpenCV wheels: their FFmpeg has no H.264 encoder); for .mp4 use fourcc: mp4v"),
-    ("{video: {path: out/x.avi, fourcc: H264}}", 13,
-     "cannot write {out}/x.avi: OpenCV cannot encode fourcc 'H264' into a .avi container (avc1/H264 do not "
-     "work in the pip OpenCV wheels: their FFmpeg has no H.264 encoder); for .avi use fourcc: MJPG or XVID"),
+     "cannot write {out}/x.webm: a .webm file cannot hold h264 video (libx264); use .mp4 or .mkv (.webm holds "
+     "only vp8, vp9 and av1)"),
+    ("{video: {path: out/x.webm, codec: mjpeg}}", 13,
+     "cannot write {out}/x.webm: a .webm file cannot hold mjpeg video (mjpeg); use .avi, .mkv or .mov"),
+    ("{video: {path: out/x.mp4, codec: h246}}", 13,
+     "cannot write {out}/x.mp4: unknown codec 'h246' — did you mean 'h264'?; the codecs are h264, hevc, mpeg4, "
+     "vp8, vp9, av1, mjpeg (or an FFmpeg encoder name such as libx264 or h264_nvenc)"),
     ("{video: {path: out/x.foo}}", 13,
-     "cannot write {out}/x.foo: OpenCV cannot encode fourcc 'mp4v' into a .foo container; .foo is not a video "
-     "container OpenCV writes; use .mp4 (mp4v), .avi (MJPG, XVID) or .webm (VP80, VP90)"),
+     "cannot write {out}/x.foo: .foo is not a video container; end the path in .mp4, .m4v, .mov, .mkv, .webm, "
+     ".avi"),
     ("{video: {path: out/x}}", 13,
-     "cannot write {out}/x: the path has no extension, so there is no container to write fourcc 'mp4v' into; "
-     "end it in .mp4 (fourcc mp4v), .avi (MJPG, XVID) or .webm (VP80, VP90)"),
+     "cannot write {out}/x: the path has no extension; end the path in .mp4, .m4v, .mov, .mkv, .webm, .avi"),
+    ("{video: {path: 'out/{start:%H}.mp4'}}", 13,
+     "path 'out/{start:%H}.mp4' uses {start}, which only segmented recordings (segment: ...) fill in"),
+    ("{video: {path: out/x.mp4, segment: 10min}}", 13,
+     "path 'out/x.mp4' has no {start}: every segment would get the same name. Use e.g. "
+     "out/{pipeline}/{start:%Y-%m-%d_%H-%M-%S}.mp4"),
+    ("{video: {path: 'out/{start}.mp4', segment: 10 minutes please}}", 13,
+     "segment: '10 minutes please' is not a duration; write seconds (600) or e.g. 90s, 10min, 2h, 7d"),
+    ("{video: {path: out/x.mp4, retain: 7d}}", 13,
+     "retain and max_bytes delete old segments: set segment too (e.g. segment: 10min)"),
+    ("{clip: {path: 'out/{start}.webm'}}", 13,
+     "cannot write {out}/{start}.webm: a .webm file cannot hold h264 video (libx264); use .mp4 or .mkv (.webm "
+     "holds only vp8, vp9 and av1)"),
 ])
 def test_codec_container_that_cannot_be_opened(tmp_path, sink, col, expected) -> None:
     res = _validate(tmp_path, f"""
@@ -40,9 +50,10 @@ def test_codec_container_that_cannot_be_opened(tmp_path, sink, col, expected) ->
             sinks: [{sink}]
         """)
     assert res.returncode == 2, res.stderr
-    message = expected.format(out=tmp_path / "out")
+    message = expected.replace("{out}", str(tmp_path / "out"))
     # the whole of stderr: OpenCV's and FFmpeg's own lines from the probe stay quiet
-    assert res.stderr == f"{tmp_path / 'p.yaml'}:4:{col}: pipelines.cam.sinks[0].video: {message}\n"
+    kind = sink.split(":")[0].strip("{ ")
+    assert res.stderr == f"{tmp_path / 'p.yaml'}:4:{col}: pipelines.cam.sinks[0].{kind}: {message}\n"
     assert res.stdout == ""
     assert not (tmp_path / "out").exists()  # the probe wrote nothing next to the output
 
@@ -52,27 +63,30 @@ def test_run_refuses_the_same_codec_before_starting(tmp_path) -> None:
         pipelines:
           cam:
             source: {uri: pattern, frames: 3}
-            sinks: [{video: {path: out/x.webm, fourcc: XVID}}]
+            sinks: [{video: {path: out/x.webm, codec: mpeg4}}]
         """)
     res = run_cli("run", str(cfg), cwd=tmp_path)
     assert res.returncode == 2
-    assert res.stderr == (f"{cfg}:4:13: pipelines.cam.sinks[0].video: cannot write {tmp_path}/out/x.webm: OpenCV "
-                          "cannot encode fourcc 'XVID' into a .webm container; for .webm use fourcc: VP80 or VP90\n")
+    assert res.stderr == (f"{cfg}:4:13: pipelines.cam.sinks[0].video: cannot write {tmp_path}/out/x.webm: a .webm "
+                          "file cannot hold mpeg4 video (mpeg4); use .mp4 or .mkv (.webm holds only vp8, vp9 and av1)\n")
 
 
 def test_working_codec_container_pairs_validate_quietly(tmp_path) -> None:
     res = _validate(tmp_path, """
         pipelines:
           a: {source: pattern, sinks: [{video: {path: out/a.mp4}}]}
-          b: {source: pattern, sinks: [{video: {path: out/b.webm, fourcc: VP80}}]}
-          c: {source: pattern, sinks: [{video: {path: out/c.webm, fourcc: VP90}}]}
-          d: {source: pattern, sinks: [{video: {path: out/d.avi, fourcc: MJPG}}]}
-          e: {source: pattern, sinks: [{video: {path: out/e.avi, fourcc: XVID}}]}
-          f: {source: pattern, sinks: [{video: {path: out/f.mkv, fourcc: mp4v}}]}
+          b: {source: pattern, sinks: [{video: {path: out/b.webm, codec: vp8}}]}
+          c: {source: pattern, sinks: [{video: {path: out/c.webm, codec: vp9}}]}
+          d: {source: pattern, sinks: [{video: {path: out/d.avi, codec: mjpeg}}]}
+          e: {source: pattern, sinks: [{video: {path: out/e.avi, codec: mpeg4}}]}
+          f: {source: pattern, sinks: [{video: {path: out/f.mkv, codec: hevc}}]}
+          g: {source: pattern, sinks: [{video: {path: 'out/g/{start:%Y%m%d-%H%M%S}.mp4', segment: 10min,
+                                                retain: 7d, max_bytes: 50GB}}]}
+          h: {source: pattern, sinks: [{clip: {path: 'out/h/{start:%H-%M-%S}.mkv', classes: [person]}}]}
         """)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
-    assert res.stdout.splitlines()[-1] == f"{tmp_path / 'p.yaml'}: OK (6 pipeline(s) ready)"
+    assert res.stdout.splitlines()[-1] == f"{tmp_path / 'p.yaml'}: OK (8 pipeline(s) ready)"
 
 
 def test_preview_port_in_use_by_another_program(tmp_path) -> None:

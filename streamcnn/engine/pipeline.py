@@ -309,7 +309,7 @@ class PipelineRun:
         if not sinks_open[0]:
             sinks_open[0] = True
             assert self.reader is not None
-            stream = StreamInfo(self.reader.fps, frame.width, frame.height)
+            stream = StreamInfo(self.reader.fps, frame.width, frame.height, self.reader.live)
             for sink_name, sink in sinks:
                 try:
                     sink.open(stream)

@@ -1,0 +1,84 @@
+"""Built-in sink ``jsonl``: one JSON record per frame, each line written whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from streamcnn import Context, Field, Frame, Params, SinkWriteError
+
+from .files import FileSink, write_all
+
+
+class JsonlSink(FileSink):
+    """One JSON object per line and per frame:
+    ``{"pipeline", "source", "index", "pts" (s), "capture_time" (epoch s), "width", "height",
+    "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``, plus
+    ``"file"`` (the image's path) when the source set ``frame.meta["file"]`` (the images source).
+
+    Each line is written whole, unbuffered (``os.write``, continued after a short write), so the last
+    line is complete after Ctrl-C; a write the OS refuses (a full disk) raises `SinkWriteError` naming the file, which
+    stops the pipeline, and the partly written line is cut off again, so the file stays valid JSON
+    Lines. ``close`` syncs the file to disk.
+    """
+
+    class Params(Params):
+        path: str = Field(description="output .jsonl file; folders are created")
+        append: bool = Field(False, description="append instead of overwrite")
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        try:  # after the lock: a second writer must not truncate the first one's file
+            self.fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if params.append else os.O_TRUNC), 0o666
+            )
+        except OSError:
+            self.lock.release()
+            raise
+        self.good = os.lseek(self.fd, 0, os.SEEK_END)  # bytes of complete lines in the file
+        self.failed = False
+
+    def write(self, frame: Frame) -> None:
+        record = {
+            "pipeline": self.ctx.pipeline,
+            "source": frame.source,
+            "index": frame.index,
+            "pts": round(frame.pts, 6),
+            "capture_time": round(frame.capture_time, 6),
+            "width": frame.width,
+            "height": frame.height,
+            "detections": frame.detections.to_records(),
+        }
+        file = frame.meta.get("file")
+        if isinstance(file, str):
+            record["file"] = file
+        assert self.fd is not None
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            write_all(self.fd, data)
+        except OSError as exc:
+            self.failed = True
+            try:
+                os.ftruncate(self.fd, self.good)  # no half line at the end
+            except OSError:
+                pass
+            raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
+        self.good += len(data)
+
+    def close(self) -> None:
+        """Sync the file to disk and close it (`SinkWriteError` when the OS reports a lost write);
+        then release the file's lock."""
+        fd, self.fd = self.fd, None
+        try:
+            if fd is not None:
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            if not self.failed:
+                raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
+        finally:
+            super().close()
