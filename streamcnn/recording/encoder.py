@@ -37,8 +37,6 @@ CODEC_ALIASES = {"h.264": "h264", "h.265": "hevc", "h265": "hevc", "avc": "h264"
                  "mjpg": "mjpeg"}
 #: the MPEG clock (ISO/IEC 13818-1: 90 kHz): exact for every integer frame rate that divides 90000
 MPEG_CLOCK = 90000
-#: FFmpeg's lambda per quantiser step (libavutil/avutil.h FF_QP2LAMBDA)
-FF_QP2LAMBDA = 118
 MIN_SIDE = 2  # pixels: FFmpeg encoders refuse 1-pixel-wide or -high frames
 
 log = logging.getLogger("streamcnn.recording")
@@ -259,10 +257,9 @@ class VideoEncoder:
             if not s.bitrate:
                 opts["crf"] = str(35 if s.crf is None else s.crf)
         elif enc in ("mpeg4", "mjpeg"):
-            if not s.bitrate:  # qscale 2-31 (lower is better); crf is mapped onto it
-                ctx = self.stream.codec_context
-                ctx.flags |= _CodecFlags.qscale
-                ctx.global_quality = max(2, min(31, 4 if s.crf is None else s.crf)) * FF_QP2LAMBDA
+            if not s.bitrate:  # a fixed quantiser 2-31 (lower is better, like ffmpeg -q:v); crf is mapped onto it
+                q = str(max(2, min(31, 4 if s.crf is None else s.crf)))
+                opts["qmin"] = opts["qmax"] = q
             if not s.bframes:
                 opts["bf"] = "0"
         return opts
