@@ -195,7 +195,7 @@ def row_engine(a, tmp: Path) -> list[Row]:
           bench:
             source: {video}
             stages: [{{edges: {{kernel: sobel, padding: same, stride: 1}}}}]
-            sinks: [{{video: {{path: {tmp}/edges.mp4}}}}]
+            sinks: [{{video: {{path: {tmp}/edges.mp4, codec: mpeg4}}}}]  # MPEG-4 Part 2 like the loop
         """
     from bench_engine import bare_loop as edges_loop
 
@@ -220,7 +220,7 @@ def row_detection(a, tmp: Path) -> list[Row]:
           bench:
             source: {video}
             stages: [{{yolo: {{model: {yolox}, conf: 0.3, iou: 0.45}}}}, annotate]
-            sinks: [{{video: {{path: {tmp}/yolox.mp4}}}}]
+            sinks: [{{video: {{path: {tmp}/yolox.mp4, codec: mpeg4}}}}]  # MPEG-4 Part 2 like the loop
         """
     variants = [(bare, lambda: _fps(yolox_loop(video, yolox, tmp / "bare.mp4", a.frames, "ort"))),
                 (dnn, lambda: _fps(yolox_loop(video, yolox, tmp / "dnn.mp4", a.frames, "dnn"))),

@@ -70,7 +70,7 @@ def main() -> None:
                   bench:
                     source: {video}
                     stages: [{{edges: {{kernel: sobel, padding: same, stride: 1}}}}]
-                    sinks: [{{video: {{path: {tmp}/streamcnn.mp4}}}}]
+                    sinks: [{{video: {{path: {tmp}/streamcnn.mp4, codec: mpeg4}}}}]  # MPEG-4 Part 2 like the loop
                 """)
             assert m == n, (m, n)
             ours.append(m / s2)
