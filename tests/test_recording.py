@@ -213,7 +213,8 @@ def test_a_clip_runs_from_pre_roll_before_the_first_trigger_to_post_roll_after_t
     side2 = json.loads(second.with_suffix(".json").read_text())
     assert side2["first_pts"] == pytest.approx(300 / 25 - 2.0, abs=step)
     assert side2["last_pts"] == pytest.approx(300 / 25 + 1.0, abs=step)
-    assert [t["frame_index"] for t in side2["triggers"]] == [300]
+    assert [(t["frame_index"], t["last_frame_index"]) for t in side2["triggers"]] == [(300, 300)]
+    assert side2["triggers"][0]["best_conf"] == pytest.approx(0.9)
 
 
 def test_the_ring_holds_only_the_pre_roll_of_packets():

@@ -19,6 +19,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from streamcnn import Context, Field, Frame, Output, SinkWriteError, StreamcnnError, StreamInfo
 from streamcnn import recording as rec
 
@@ -86,7 +88,7 @@ class ClipSink(FileSink):
         self.clip: _Clip | None = None
         self.clips: list[Path] = []  # clips finished
         self.classes = set(params.classes) if params.classes else None
-        self.failed = False
+        self.pre = self.post = self.longest = 0  # pre_roll, post_roll, max_length in encoder ticks
 
     def open(self, stream: StreamInfo) -> None:
         super().open(stream)
@@ -99,7 +101,9 @@ class ClipSink(FileSink):
             return []
         keep = det.conf >= self.params.min_conf
         if self.classes is not None:
-            keep &= [name in self.classes for name in det.class_name]
+            keep &= np.isin(det.class_name, list(self.classes))
+        if not keep.any():
+            return []
         return [r for r, k in zip(det.to_records(), keep) if k]
 
     def write(self, frame: Frame) -> None:
@@ -111,29 +115,30 @@ class ClipSink(FileSink):
                 raise StreamcnnError(f"clip sink: cannot write {self.params.path}: {exc}") from None
             self.ring = rec.PacketRing(self.params.pre_roll + self.params.gop, encoder.time_base,
                                        self.params.ring_bytes)
+            tb = encoder.time_base
+            self.pre, self.post = round(self.params.pre_roll / tb), round(self.params.post_roll / tb)
+            self.longest = round(self.params.max_length / tb)
             self.ctx.log.info("clip sink: clips of %s in %s, %g s before to %g s after each event", encoder.encoder,
                               self.path.parent, self.params.pre_roll, self.params.post_roll)
         assert self.ring is not None and self.enc.encoder is not None
-        tb = self.enc.encoder.time_base
         stamp = self.enc.ticks(frame)
         hits = self.triggers(frame)
         if self.clip is not None and stamp[0] > self.clip.end:
             self._finish()  # the post-roll has passed
-        elif self.clip is not None and hits and (stamp[0] - self.clip.start) * tb >= self.params.max_length:
+        elif self.clip is not None and hits and stamp[0] - self.clip.start >= self.longest:
             self._finish()
         if hits and self.clip is None:
-            self._begin(stamp[0] - round(self.params.pre_roll / tb), stamp[0] + round(self.params.post_roll / tb),
-                        frame)
+            self._begin(stamp[0] - self.pre, stamp[0] + self.post, frame)
         if hits:
             assert self.clip is not None
-            self.clip.end = stamp[0] + round(self.params.post_roll / tb)
+            self.clip.end = stamp[0] + self.post
+            best = max(h["conf"] for h in hits)
             if self.clip.last_trigger < 0 or stamp[0] - self.clip.last_trigger > stamp[1] * 1.5:
                 self.clip.triggers.append({"pts": round(frame.pts, 6), "frame_index": frame.index,
-                                           "time": _iso(frame.capture_time), "detections": hits})
-            else:
-                run = self.clip.triggers[-1]
-                run["last_pts"], run["last_frame_index"] = round(frame.pts, 6), frame.index
-                run["best_conf"] = max(run.get("best_conf", 0.0), max(h["conf"] for h in hits))
+                                           "time": _iso(frame.capture_time), "best_conf": best, "detections": hits})
+            run = self.clip.triggers[-1]
+            run["last_pts"], run["last_frame_index"] = round(frame.pts, 6), frame.index
+            run["best_conf"] = max(run["best_conf"], best)
             self.clip.last_trigger = stamp[0]
         for packet in self.enc.encode(frame, stamp):
             self.ring.push(packet)
@@ -157,13 +162,7 @@ class ClipSink(FileSink):
             self._write(packet)
 
     def _path(self, wall: float) -> Path:
-        path = self.ctx.output_path(rec.render(self.params.path, self.ctx.pipeline, wall))
-        n, base = 1, path
-        while path.exists():
-            path = base.with_name(f"{base.stem}-{n}{base.suffix}")
-            n += 1
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return rec.free_path(self.ctx.output_path(rec.render(self.params.path, self.ctx.pipeline, wall)))
 
     def _write(self, packet) -> None:
         clip = self.clip
@@ -221,8 +220,7 @@ class ClipSink(FileSink):
                     self._write(packet)
                 self._finish()
             finally:
-                encoder.close()
-                self.enc.encoder = None
+                self.enc.close()
         finally:
             super().close()
 

@@ -57,6 +57,7 @@ class FrameEncoder:
         self.count = 0
         self.resized = False
         self.fps = 25.0
+        self.step = 1  # ticks per frame at `fps`
 
     def open(self, stream: StreamInfo | None) -> None:
         self.fps = self.params.fps or (stream.fps if stream else None) or 25.0
@@ -76,6 +77,8 @@ class FrameEncoder:
         cfr = Path(name).suffix.lower() == ".avi"  # AVI has no timestamps: one tick per frame
         self.encoder = VideoEncoder(w, h, self.fps, self.params.settings(self.bframes, self.low_delay),
                                     1 / rate if cfr else None)
+        self.step = self.encoder.step
+        self.tick = float(self.encoder.time_base)
         return self.encoder
 
     def image(self, frame: Frame) -> np.ndarray:
@@ -92,22 +95,25 @@ class FrameEncoder:
 
     def ticks(self, frame: Frame) -> tuple[int, int]:
         """(pts, duration) of ``frame`` in the encoder's ticks."""
-        assert self.encoder is not None
-        tb = self.encoder.time_base
-        step = max(1, round(1 / (self.fps * tb)))
         if self.params.fps:
-            pts = self.count * step
+            pts = self.count * self.step
         else:
-            pts = round((frame.pts - self.origin) / tb)
+            pts = round((frame.pts - self.origin) / self.tick)
         pts = max(pts, self.last + 1)
         self.last = pts
         self.count += 1
-        return pts, step
+        return pts, self.step
 
     def encode(self, frame: Frame, stamp: tuple[int, int], keyframe: bool = False) -> list:
         """Encode ``frame`` at ``stamp`` (from `ticks`): the packets that left the encoder."""
         assert self.encoder is not None
         return self.encoder.encode(self.image(frame), stamp[0], stamp[1], keyframe)
+
+    def close(self) -> None:
+        """Release the encoder (after the sink has written what `VideoEncoder.flush` returned)."""
+        encoder, self.encoder = self.encoder, None
+        if encoder is not None:
+            encoder.close()
 
     def seconds(self, ticks: int) -> float:
         """Encoder ticks → the source's pts in seconds."""

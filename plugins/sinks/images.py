@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import string
 from pathlib import Path
 
 import cv2
 
 from streamcnn import Context, Field, Frame, Output, Params, Sink, SinkWriteError, StreamcnnError, suggest
+from streamcnn import recording as rec
 
 from .files import write_all
 
@@ -63,7 +63,7 @@ class ImagesSink(Sink):
             self.flags = [cv2.IMWRITE_PNG_COMPRESSION, params.png_compression]
         else:
             self.flags = []
-        self.snapshot = "index" not in _pattern_fields(params.path)
+        self.snapshot = "index" not in rec.template_fields(params.path)
         self.ext = ext
         self.folders: set[Path] = set()
         self.frames = 0
@@ -114,20 +114,11 @@ class ImagesSink(Sink):
         self.lock.release()
 
 
-def _pattern_fields(pattern: str) -> set[str]:
-    """Field names used in a format pattern (``{index:06d}`` → ``index``); ValueError when malformed."""
-    fields = set()
-    for _, name, _, _ in string.Formatter().parse(pattern):
-        if name is not None:
-            fields.add(name.split(".")[0].split("[")[0])
-    return fields
-
-
 def image_pattern_problem(pattern: str, overwrite: bool = False) -> str | None:
     """What is wrong with an ``images`` sink path pattern, or None."""
     example = "e.g. out/frames/{index:06d}.jpg"
     try:
-        fields = _pattern_fields(pattern)
+        fields = rec.template_fields(pattern)
     except ValueError as exc:
         return f"path {pattern!r} is not a valid pattern ({exc}); write fields as {{index}}, {example}"
     unknown = sorted(fields - {"index", "pipeline"})

@@ -107,6 +107,7 @@ class VideoSink(FileSink):
         self.failed = False
         self.boundaries: dict[int, tuple[float, float]] = {}  # pts ticks of a new file's first frame → times
         self.segment_start = 0  # ticks of the current segment's first frame
+        self.segment_ticks: int | None = None  # `segment` in encoder ticks
         self.index = rec.SegmentIndex(self.path.parent) if self.segment else None
         if self.index is not None:
             recovered = self.index.recover(rec.glob_of(params.path, ctx.pipeline), "", rec.count_frames)
@@ -129,7 +130,7 @@ class VideoSink(FileSink):
         if not self.frames:
             self.boundaries[stamp[0]] = (frame.capture_time or time.time(), frame.pts)
             self.segment_start = stamp[0]
-        elif self.segment is not None and (stamp[0] - self.segment_start) * self.enc.encoder.time_base >= self.segment:
+        elif self.segment_ticks is not None and stamp[0] - self.segment_start >= self.segment_ticks:
             keyframe = True
             self.boundaries[stamp[0]] = (frame.capture_time or time.time(), frame.pts)
             self.segment_start = stamp[0]
@@ -153,6 +154,8 @@ class VideoSink(FileSink):
             encoder = self.enc.start(frame, first.name)
         except ValueError as exc:
             raise StreamcnnError(f"video sink: cannot write {first}: {exc}") from None
+        if self.segment is not None:
+            self.segment_ticks = round(self.segment / encoder.time_base)
         padded = ""
         if (encoder.width, encoder.height) != self.enc.size:
             padded = " (padded from {}x{})".format(*self.enc.size)
@@ -166,12 +169,7 @@ class VideoSink(FileSink):
         if self.index is None:
             return self.path
         path = self.ctx.output_path(rec.render(self.params.path, self.ctx.pipeline, start))
-        n, base = 1, path
-        while path.exists() or (self.file is not None and path == self.file.path):
-            path = base.with_name(f"{base.stem}-{n}{base.suffix}")
-            n += 1
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return rec.free_path(path, self.file.path if self.file is not None else None)
 
     def _write_packets(self, packets: list, index: int) -> None:
         """Send packets to the current file, starting a new one at a segment boundary's keyframe."""
@@ -249,7 +247,6 @@ class VideoSink(FileSink):
                 elif self.file is not None:
                     self.file.abandon()
             finally:
-                encoder.close()
-                self.enc.encoder = None
+                self.enc.close()
         finally:
             super().close()

@@ -6,7 +6,8 @@ Public (a plugin writing video uses these, like the built-in ``video`` and ``cli
   and present); `time_base_for`, `pad_to_even`, `choose_encoder`.
 - `VideoFile`: packets → one mp4/mkv/webm/avi/ts file, fragmented (plays after a crash) or
   finalised with ``+faststart``; `count_frames` reads one back.
-- `SegmentIndex`, `parse_duration`, `parse_bytes`, `render`, `template_problem`: segment names,
+- `SegmentIndex`, `parse_duration`, `parse_bytes`, `render`, `free_path`, `template_fields`,
+  `template_problem`: segment and clip names,
   the ``segments.jsonl`` index and retention.
 - `PacketRing`: the last seconds of packets (pre-roll of event clips).
 - `writer_problem`: why a codec/container pair cannot be written here (for a sink's ``check``).
@@ -39,11 +40,13 @@ from .segments import (
     INDEX_NAME,
     Segment,
     SegmentIndex,
+    free_path,
     glob_of,
     index_folder,
     parse_bytes,
     parse_duration,
     render,
+    template_fields,
     template_problem,
 )
 
@@ -94,8 +97,7 @@ def _fits(encoder: str) -> str:
 
 __all__ = [
     "AVAILABLE", "CODECS", "CONTAINERS", "INDEX_NAME", "MIN_SIDE", "EncoderSettings", "PacketRing", "Segment",
-    "SegmentIndex",
-    "VideoEncoder", "VideoFile", "choose_encoder", "codec_name", "count_frames", "encoder_opens", "glob_of",
-    "index_folder", "muxer_for", "pad_to_even", "parse_bytes", "parse_duration", "render", "template_problem",
-    "time_base_for", "writer_problem",
+    "SegmentIndex", "VideoEncoder", "VideoFile", "choose_encoder", "codec_name", "count_frames", "encoder_opens",
+    "free_path", "glob_of", "index_folder", "muxer_for", "pad_to_even", "parse_bytes", "parse_duration", "render",
+    "template_fields", "template_problem", "time_base_for", "writer_problem",
 ]

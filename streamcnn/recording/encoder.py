@@ -184,6 +184,7 @@ class VideoEncoder:
     Attributes:
         encoder: the FFmpeg encoder in use (``libx264``, ``h264_nvenc`` ...).
         time_base: `fractions.Fraction` seconds per timestamp tick of the packets.
+        step: ticks per frame at ``fps``.
         width, height: the encoded (padded) size.
         stream: the PyAV stream whose parameters are the template of each file's stream.
 
@@ -203,6 +204,7 @@ class VideoEncoder:
         self.width, self.height = (width + width % 2, height + height % 2) if even else (width, height)
         self.fps = fps
         self.time_base = time_base or time_base_for(fps, self.encoder)
+        self.step = max(1, round(1 / (fps * self.time_base)))  # ticks per frame at `fps`
         self._host = av.open(os.devnull, "w", format="null")
         try:
             self.stream = self._host.add_stream(self.encoder, rate=Fraction(fps).limit_denominator(1001))
@@ -291,11 +293,10 @@ class VideoEncoder:
         return self._own(self.stream.encode(None))
 
     def _own(self, packets: list[av.Packet]) -> list[av.Packet]:
-        step = max(1, round(1 / (self.fps * self.time_base)))
         for p in packets:
             p.time_base = self.time_base
             if not p.duration:  # some encoders do not pass the frame's duration on
-                p.duration = step
+                p.duration = self.step
         return packets
 
     def close(self) -> None:

@@ -34,23 +34,29 @@ _BYTES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k
           "gib": 2**30, "tib": 2**40}
 
 
+def _amount(value: float | int | str, units: dict[str, int], what: str, forms: str) -> float:
+    """A number, or text of a number and one of ``units`` (``10min``), times the unit's factor;
+    ValueError naming ``what`` and the accepted ``forms``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        amount = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = m.group(2).lower() if m else None
+        if not m or unit not in units:
+            raise ValueError(f"{value!r} is not a {what}; write {forms}")
+        amount = float(m.group(1)) * units[unit]
+    if amount <= 0:
+        raise ValueError(f"{value!r} is not a positive {what}")
+    return amount
+
+
 def parse_duration(value: float | int | str) -> float:
     """Seconds from a number (seconds) or text such as ``10min``, ``90s``, ``1.5h``, ``7d``, ``2w``.
 
     Raises:
         ValueError: not a positive duration; the message shows the accepted forms.
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-        unit = m.group(2).lower() if m else None
-        if not m or unit not in _UNITS:
-            raise ValueError(f"{value!r} is not a duration; write seconds (600) or e.g. 90s, 10min, 2h, 7d")
-        seconds = float(m.group(1)) * _UNITS[unit]
-    if seconds <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
-    return seconds
+    return _amount(value, _UNITS, "duration", "seconds (600) or e.g. 90s, 10min, 2h, 7d")
 
 
 def parse_bytes(value: int | str) -> int:
@@ -59,22 +65,14 @@ def parse_bytes(value: int | str) -> int:
     Raises:
         ValueError: not a positive size.
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        size = int(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-        unit = m.group(2).lower() if m else None
-        if not m or unit not in _BYTES:
-            raise ValueError(f"{value!r} is not a size; write bytes or e.g. 500MB, 50GB, 2GiB")
-        size = int(float(m.group(1)) * _BYTES[unit])
-    if size <= 0:
-        raise ValueError(f"{value!r} is not a positive size")
-    return size
+    return int(_amount(value, _BYTES, "size", "bytes or e.g. 500MB, 50GB, 2GiB"))
 
 
 def template_fields(template: str) -> set[str]:
-    """The field names in a path template (``{start:%H}`` → ``start``); ValueError when malformed."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    """The field names in a path template (``{start:%H}`` → ``start``, ``{index.real}`` → ``index``);
+    ValueError when malformed."""
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template)
+            if name is not None}
 
 
 def template_problem(template: str, segmented: bool) -> str | None:
@@ -100,6 +98,17 @@ def template_problem(template: str, segmented: bool) -> str | None:
 def render(template: str, pipeline: str, start: float) -> str:
     """The template with ``{pipeline}`` and ``{start}`` (epoch seconds, as local time) filled in."""
     return template.format(pipeline=pipeline, start=datetime.fromtimestamp(start))
+
+
+def free_path(path: Path, taken: Path | None = None) -> Path:
+    """``path``, or ``NAME-1.EXT``, ``NAME-2.EXT`` ... when it exists or is ``taken`` (two segments or
+    clips starting in the same second); its folder is created."""
+    n, base = 1, path
+    while path.exists() or path == taken:
+        path = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        n += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def index_folder(template: str) -> str:
