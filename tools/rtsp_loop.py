@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 NEEDS = ("run me with /usr/bin/python3 (needs python3-gi and GStreamer's RTSP server: apt-get install "
          "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
@@ -86,8 +87,19 @@ def loop_forever(media: GstRtspServer.RTSPMedia) -> None:
             return Gst.PadProbeReturn.DROP
         return Gst.PadProbeReturn.OK
 
+    def first_seek(_media: GstRtspServer.RTSPMedia) -> None:
+        # The flushing seek clears the segment event downstream. A client's PLAY handled before the
+        # new segment reached the RTP session aborts the server (gst_rtsp_media_get_rates: "no
+        # segment event on send_rtp_sink pad"; clients see the connection close mid-handshake), so
+        # this waits, in the thread that handles requests, until the segment is there again.
+        seek(Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT)
+        rtp_sink = pipeline.get_by_name("pay0").get_static_pad("src").get_peer()
+        deadline = time.monotonic() + 10.0
+        while rtp_sink.get_sticky_event(Gst.EventType.SEGMENT, 0) is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM | Gst.PadProbeType.BUFFER, on_data)
-    media.connect("prepared", lambda m: GLib.idle_add(seek, Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT))
+    media.connect("prepared", first_seek)
 
 
 def main(argv: list[str] | None = None) -> int:
