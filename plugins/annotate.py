@@ -2,9 +2,15 @@
 
 Boxes in a colour per class name (so a YOLO stage's persons and a face detector's faces on the
 same frame differ), a label ``name conf`` (or ``identity similarity`` on rows a recogniser set an
-identity on) on a filled background so it stays readable, and landmarks as dots (rows with empty,
-NaN landmarks get none). All boxes are drawn before any label, labels in increasing confidence (the
-best one ends on top where labels overlap), each moved inside the image rather than cut at its edge.
+identity on; ``#track_id`` in front on tracked rows) on a filled background so it stays readable,
+and landmarks as dots (rows with empty, NaN landmarks get none). All boxes are drawn before any
+label, labels in increasing confidence (the best one ends on top where labels overlap), each moved
+inside the image rather than cut at its edge.
+
+Zones (``frame.meta[streamcnn.ZONES]``, from a ``zones`` stage; option ``zones``) are drawn first,
+under the boxes, each in a colour of its own: a polygon's outline, or a line with an arrow from its
+middle towards its "in" side (the right-hand side of A→B on screen), and a label ``name in N out M``
+(``name inside K in N out M`` for a polygon) at the zone's top-left corner.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import zlib
 import cv2
 import numpy as np
 
-from streamcnn import Field, Frame, Params, Stage, hookimpl
+from streamcnn import ZONES, Field, Frame, Params, Stage, hookimpl
 
 
 @functools.lru_cache(maxsize=1024)
@@ -42,17 +48,23 @@ class AnnotateStage(Stage):
         labels: bool = True
         landmarks: bool = True
         min_conf: float = Field(0.0, ge=0, le=1, description="draw only detections above this score")
+        zones: bool = Field(True, description="draw the zones and counting lines of a zones stage, with their counts")
 
     def process(self, frame: Frame) -> Frame:
         det = frame.detections
-        if not len(det):
+        p = self.params
+        zones = frame.meta.get(ZONES) if p.zones else None
+        if not len(det) and not zones:
             return frame
-        if self.params.min_conf > 0:
-            det = det[det.conf > self.params.min_conf]
         img = frame.image
         if not img.flags.writeable:
             img = frame.image = img.copy()
-        p = self.params
+        if zones:
+            draw_zones(img, zones, p.thickness, p.font_scale, p.labels)
+        if not len(det):
+            return frame
+        if p.min_conf > 0:
+            det = det[det.conf > p.min_conf]
         names = det.class_name
         colors = [class_color(n) for n in names]
         # points to draw: finite ones only (rows from a stage without landmarks are NaN after a merge)
@@ -75,9 +87,61 @@ class AnnotateStage(Stage):
                 text = f"{det.identity[i]}{sim}"
             else:
                 text = f"{names[i]} {det.conf[i]:.2f}"
+            if det.track_id is not None and det.track_id[i] >= 0:
+                text = f"#{det.track_id[i]} {text}"
             x1, y1 = (int(round(v)) for v in det.xyxy[i, :2])
             draw_label(img, text, x1, y1, colors[i], p.font_scale)
         return frame
+
+
+def zone_color(name: str) -> tuple[int, int, int]:
+    """The BGR colour of the zone ``name`` (`class_color` of ``"zone " + name``, so a zone named
+    like a class does not take that class's colour)."""
+    return class_color(f"zone {name}")
+
+
+def draw_zones(img: np.ndarray, zones: list[dict], thickness: int = 2, font_scale: float = 0.5,
+               labels: bool = True) -> None:
+    """Draw the zones of ``frame.meta[ZONES]`` (see `streamcnn.ZONES`) on ``img`` in place.
+
+    A polygon: its closed outline. A line: the segment A→B and an arrow from its middle towards
+    its "in" side (the right-hand side of A→B on screen, image y down), 1/4 of its length (12 to
+    40 pixels) long. With ``labels``: ``name in N out M`` (a polygon: ``name inside K in N out M``)
+    by `draw_label` at the top-left corner of the zone's points.
+
+    Args:
+        img: uint8 (H, W, 3) BGR image, drawn on in place.
+        zones: dicts ``{"name", "kind", "points": int (K, 2) pixels, "counts": {"inside", "in", "out"}}``.
+        thickness: line width in pixels; font_scale: the label's OpenCV font scale.
+    """
+    for zone in zones:
+        pts = np.asarray(zone["points"], np.int32).reshape(-1, 2)
+        if not len(pts):
+            continue
+        color = zone_color(str(zone["name"]))
+        if zone.get("kind") == "line" and len(pts) >= 2:
+            a, b = pts[0].astype(np.float64), pts[1].astype(np.float64)
+            cv2.line(img, tuple(int(v) for v in pts[0]), tuple(int(v) for v in pts[1]), color, thickness, cv2.LINE_AA)
+            d = b - a
+            length = float(np.hypot(*d))
+            if length > 0:
+                normal = np.array([-d[1], d[0]]) / length  # the right-hand side of A→B on screen (y down)
+                mid = (a + b) / 2
+                tip = mid + normal * min(40.0, max(12.0, length / 4))
+                cv2.arrowedLine(img, (int(round(mid[0])), int(round(mid[1]))), (int(round(tip[0])), int(round(tip[1]))),
+                                color, thickness, cv2.LINE_AA, tipLength=0.35)
+        else:
+            cv2.polylines(img, [pts.reshape(-1, 1, 2)], True, color, thickness, cv2.LINE_AA)
+    if not labels:
+        return
+    for zone in zones:  # after every outline: no zone's line crosses a label
+        pts = np.asarray(zone["points"], np.int32).reshape(-1, 2)
+        if not len(pts):
+            continue
+        counts = zone.get("counts") or {}
+        inside = f" inside {counts.get('inside', 0)}" if zone.get("kind") != "line" else ""
+        text = f"{zone['name']}{inside} in {counts.get('in', 0)} out {counts.get('out', 0)}"
+        draw_label(img, text, int(pts[:, 0].min()), int(pts[:, 1].min()), zone_color(str(zone["name"])), font_scale)
 
 
 def label_box(text: str, x1: int, y1: int, width: int, height: int, font_scale: float = 0.5,

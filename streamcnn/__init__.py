@@ -17,6 +17,7 @@ from . import facedb, ops, recording  # noqa: E402
 from .api import (  # noqa: E402
     Context,
     DetectorParams,
+    EventSink,
     Field,
     Output,
     Params,
@@ -39,7 +40,8 @@ from .errors import (  # noqa: E402
     StageError,
     StreamcnnError,
 )
-from .frame import Frame  # noqa: E402
+from .events import EVENT_TYPES, Event  # noqa: E402
+from .frame import ZONES, Frame  # noqa: E402
 from .hookspecs import SourceEvent, hookimpl  # noqa: E402
 from .modelstage import DeviceParams, ModelParams, ModelStage  # noqa: E402
 from .redact import redact  # noqa: E402
@@ -62,11 +64,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     # pipeline objects
-    "Context", "Detections", "Frame", "Output", "PipelineInfo", "StreamInfo",
+    "Context", "Detections", "Event", "Frame", "Output", "PipelineInfo", "StreamInfo",
     # shared Detections.data keys and class names
-    "CLASS_NAME", "FACE_CLASS", "FACE_POINTS",
+    "CLASS_NAME", "FACE_CLASS", "FACE_POINTS", "ZONES",
+    # event types and their fields
+    "EVENT_TYPES",
     # base classes and their options
-    "DetectorParams", "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "Sink", "Source",
+    "DetectorParams", "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "EventSink", "Sink", "Source",
     "SourceParams", "Stage", "SourceEvent", "hookimpl",
     # ONNX Runtime sessions
     "ModelSession", "TensorSpec", "format_shape", "get_session",

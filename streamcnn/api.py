@@ -26,11 +26,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field  # noqa: F401  (Field is re-exported)
 
+from .events import Event, EventQueue, make_event
 from .frame import Frame
 
 
@@ -62,6 +63,11 @@ class Context:
         pipeline: the pipeline's name.
         config_dir: directory of the YAML file (relative paths in options resolve against it).
         log: logger named ``streamcnn.<pipeline>.<name>``.
+        source: the pipeline's source id (credentials removed), set when the pipeline starts.
+        fps: the source's nominal frame rate in frames/s, set before the first frame reaches the
+            stages (None before, and for a source that reports none, e.g. some cameras).
+        events: where `emit` puts events: the running pipeline's queue (None outside a run, e.g.
+            under ``streamcnn validate``: events are then made but go nowhere).
 
     The stream's frame rate and frame size reach a sink through `Sink.open` (`StreamInfo`).
     """
@@ -70,6 +76,30 @@ class Context:
     pipeline: str
     config_dir: Path = field(default_factory=Path.cwd)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("streamcnn"))
+    source: str = ""
+    fps: float | None = None
+    events: EventQueue | None = field(default=None, repr=False, compare=False)
+
+    def emit(self, type: str, frame: Frame | None = None, **fields: Any) -> Event:  # noqa: A002 - the event's type
+        """Emit an event of this pipeline (from any thread; a stage usually emits from ``process``).
+
+        The engine hands it, in order and on the pipeline thread, to the ``streamcnn_event`` hook
+        and to every sink's `Sink.event`, before the frame being processed is written; an event
+        emitted between frames within 0.25 s.
+
+        Args:
+            type: the event type, e.g. ``"crossed"`` (`streamcnn.EVENT_TYPES` lists the built-in ones).
+            frame: the frame it happened at: gives the event's source, time (the frame's
+                ``capture_time``), ``pts`` and ``frame_index``. Without one: now, no pts.
+            fields: the type's own fields (JSON-ready values; numpy values are converted).
+
+        Returns:
+            The `Event` (already queued).
+        """
+        event = make_event(type, self.pipeline, self.source, frame=frame, **fields)
+        if self.events is not None:
+            self.events.put(event)
+        return event
 
     def resolve(self, path: str | Path) -> Path:
         """A path from YAML, made absolute against the YAML file's directory."""
@@ -277,6 +307,12 @@ class Stage(_Component):
         """Transform one frame (may change ``image``, ``detections``, ``meta``) and return it."""
         raise NotImplementedError(f"{type(self).__name__}.process is not implemented")
 
+    def finish(self) -> None:
+        """The stream has ended (end of file, ``--max-frames``, Ctrl-C): called once after the last
+        frame went through, on the pipeline thread, before the sinks are closed, so that events the
+        stage still owes (a tracker's ``disappeared`` of the objects still in view) reach them.
+        Not called when the pipeline failed. Default: nothing."""
+
     def process_batch(self, frames: list[Frame]) -> list[Frame]:
         """Transform several consecutive frames of one pipeline at once and return them, in order.
 
@@ -415,6 +451,20 @@ class Sink(_Component):
         """Consume one processed frame (called from the pipeline's thread, in frame order)."""
         raise NotImplementedError(f"{type(self).__name__}.write is not implemented")
 
+    def event(self, event: Event) -> None:
+        """Consume one event of this pipeline (`streamcnn.Event`), on the pipeline's thread, in the
+        order they were emitted: a frame's events before that frame's ``write``, a camera's events
+        between frames — also before ``open`` (a camera that never connects). Default: ignore it.
+        An exception is reported with the sink's name, the event type and its frame index."""
+
+
+class EventSink(Sink):
+    """A sink for events only (``events_jsonl``, ``mqtt``, ``webhook``): implement `event`; frames
+    are ignored. Open outputs in ``__init__``: events may come before the first frame."""
+
+    def write(self, frame: Frame) -> None:
+        """Frames are not this sink's business."""
+
 
 def to_bgr3(image: np.ndarray) -> np.ndarray:
     """Make an H×W, H×W×1, H×W×3 or H×W×4 image an H×W×3 one (gray replicated, alpha dropped).
@@ -459,6 +509,6 @@ class PipelineInfo:
 
 
 __all__ = [
-    "Context", "Field", "Output", "Params", "PipelineInfo", "Sink", "Source", "SourceParams", "Stage", "StreamInfo",
-    "to_bgr3",
+    "Context", "EventSink", "Field", "Output", "Params", "PipelineInfo", "Sink", "Source", "SourceParams", "Stage",
+    "StreamInfo", "to_bgr3",
 ]

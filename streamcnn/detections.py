@@ -334,6 +334,59 @@ class Detections:
             out.append(rec)
         return out
 
+    def to_supervision(self) -> Any:
+        """These detections as a ``supervision.Detections`` (for supervision's annotators, zones and
+        tools; needs ``pip install supervision``).
+
+        ``xyxy``, ``conf`` → ``confidence``, ``class_id`` and ``track_id`` → ``tracker_id`` map
+        one to one (arrays copied); the class names go to ``data["class_name"]`` (supervision's own
+        key), the ``class_names`` table to ``metadata["class_names"]``, and ``landmarks``,
+        ``embedding``, ``identity``, ``similarity``, ``stage`` and every ``data`` key to ``data``
+        under their names, so `from_supervision` gives these detections back.
+
+        Raises:
+            ImportError: supervision is not installed (the message says how to install it).
+        """
+        sv = _supervision()
+        data = {k: np.array(v, copy=True) for k, v in self.data.items()}
+        for name in ("landmarks", "embedding", "identity", "similarity"):
+            arr = getattr(self, name)
+            if arr is not None:
+                data[name] = arr.copy()
+        data["stage"] = self.stage.copy()
+        out = sv.Detections(
+            xyxy=self.xyxy.copy(), confidence=self.conf.copy(), class_id=self.class_id.copy(),
+            tracker_id=None if self.track_id is None else self.track_id.copy(), data=data,
+        )
+        if self.class_names is not None:
+            out.metadata["class_names"] = list(self.class_names)
+        return out
+
+    @classmethod
+    def from_supervision(cls, detections: Any, class_names: Sequence[str] | None = None) -> Detections:
+        """`Detections` from a ``supervision.Detections`` (the inverse of `to_supervision`).
+
+        Args:
+            detections: ``xyxy`` (N, 4) pixels; ``confidence`` (1.0 when None), ``class_id`` (0 when
+                None), ``tracker_id`` (→ ``track_id``) and ``data`` (``class_name``, the optional
+                fields under their names, other keys kept in ``data``). Masks are not carried.
+            class_names: class id → name table (default: ``metadata["class_names"]``), used when
+                ``data`` has no ``class_name``.
+        """
+        n = len(detections.xyxy)
+        if class_names is None:
+            class_names = (getattr(detections, "metadata", None) or {}).get("class_names")
+        data = {k: np.asarray(v) for k, v in (detections.data or {}).items()}
+        optional = {name: data.pop(name) for name in ("landmarks", "embedding", "identity", "similarity")
+                    if name in data}
+        stage = data.pop("stage", None)
+        return cls(
+            np.asarray(detections.xyxy, np.float32),
+            np.ones(n, np.float32) if detections.confidence is None else detections.confidence,
+            np.zeros(n, np.int64) if detections.class_id is None else detections.class_id,
+            class_names, track_id=detections.tracker_id, data=data, stage=stage, **optional,
+        )
+
     def __eq__(self, other: object) -> bool:  # dataclass eq would compare arrays ambiguously
         if not isinstance(other, Detections):
             return NotImplemented
@@ -348,6 +401,15 @@ class Detections:
             elif (None if a is None else list(a)) != (None if b is None else list(b)):
                 return False
         return True
+
+
+def _supervision() -> Any:
+    try:
+        import supervision
+    except ImportError as exc:
+        raise ImportError(f"Detections.to_supervision needs supervision ({exc}): pip install -e '.[track]' "
+                          "(or pip install supervision)") from None
+    return supervision
 
 
 __all__ = ["CLASS_NAME", "FACE_CLASS", "FACE_POINTS", "Detections"]

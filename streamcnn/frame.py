@@ -10,6 +10,11 @@ import numpy as np
 
 from .detections import Detections
 
+#: ``Frame.meta`` key of the zones and lines a ``zones`` stage counts on, for ``annotate`` to draw: a
+#: list of dicts ``{"name": str, "kind": "polygon" | "line", "points": int32 (K, 2) frame pixels,
+#: "counts": {"inside": int, "in": int, "out": int}}`` (several zones stages append to it).
+ZONES = "zones"
+
 
 @dataclass
 class Frame:

@@ -23,7 +23,7 @@ Two kinds of hooks:
   is shown by ``streamcnn plugins`` and named when a YAML file asks for one of the missing types.
   A plugin named in a YAML ``plugins:`` list that fails stops loading that file (a ``PluginError``
   naming its line); a failed installed (entry-point) plugin is logged and the others load.
-* lifecycle hooks (``streamcnn_pipeline_started``, ``streamcnn_source_event``,
+* lifecycle hooks (``streamcnn_pipeline_started``, ``streamcnn_source_event``, ``streamcnn_event``,
   ``streamcnn_frame_done``, ``streamcnn_pipeline_stopped``) are called for every pipeline of a
   run, on that pipeline's threads (each pipeline has its own pipeline thread ``pipeline-NAME`` and
   source reader thread ``streamcnn-NAME-reader``; several pipelines run at the same time, so an
@@ -50,6 +50,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .api import PipelineInfo, Sink, Source, Stage
+    from .events import Event
     from .frame import Frame
 
 hookspec = pluggy.HookspecMarker("streamcnn")
@@ -60,7 +61,8 @@ SourceEvent.__doc__ = """The ``event`` of `streamcnn_source_event`: ``"disconnec
 
 # the hook names by kind, lifecycle ones in the order a pipeline calls them (``streamcnn plugins`` lists them so)
 LIFECYCLE_HOOKS = (
-    "streamcnn_pipeline_started", "streamcnn_source_event", "streamcnn_frame_done", "streamcnn_pipeline_stopped",
+    "streamcnn_pipeline_started", "streamcnn_source_event", "streamcnn_event", "streamcnn_frame_done",
+    "streamcnn_pipeline_stopped",
 )
 TYPE_HOOKS = ("streamcnn_stage_types", "streamcnn_source_types", "streamcnn_sink_types")
 
@@ -181,4 +183,23 @@ def streamcnn_source_event(pipeline: str, source: str, event: SourceEvent, detai
             ``downtime`` (seconds) and ``attempts`` (``reconnected``).
 
     Raising is logged naming the plugin; the reader keeps reading and reconnecting.
+    """
+
+
+@hookspec
+def streamcnn_event(pipeline: str, event: Event) -> None:
+    """An event of a pipeline (`streamcnn.Event`): every event any stage emitted
+    (`streamcnn.Context.emit`: ``appeared``, ``crossed``, ``recognised``, a plugin's own types) and
+    the source's ``disconnected``/``reconnected`` (the same outages `streamcnn_source_event` reports,
+    as events). Called on the pipeline thread, in the order the events were emitted, a frame's events
+    before that frame reaches the sinks (and before its `streamcnn_frame_done`), then each event goes
+    to the pipeline's sinks (`streamcnn.Sink.event`). Keep it cheap: hand slow work (a network call)
+    to a thread of your own. To emit an event from a plugin, use a stage's ``self.ctx.emit``.
+
+    Args:
+        pipeline: the pipeline's name.
+        event: the event; ``event.to_dict()`` is its JSON object (``type``, ``pipeline``,
+            ``source``, ``time``, ``epoch``, ``pts``, ``frame_index`` and the type's fields).
+
+    Raising is logged naming the plugin and the event; the pipeline runs on.
     """

@@ -217,6 +217,36 @@ def test_a_clip_runs_from_pre_roll_before_the_first_trigger_to_post_roll_after_t
     assert side2["triggers"][0]["best_conf"] == pytest.approx(0.9)
 
 
+def test_a_clip_is_triggered_by_events_of_the_chosen_types_zones_and_classes(tmp_path):
+    """``events: [crossed]``: the clip spans pre_roll before the first crossing to post_roll after the
+    last; an event of another type, zone or class, and detections, trigger nothing."""
+    from streamcnn.events import make_event
+
+    params = ClipSink.Params(path="clips/{start:%H%M%S}.mp4", pre_roll=1.0, post_roll=1.0, events=["crossed"],
+                             zones=["door"], classes=["person"], crf=12)
+    sink = ClipSink(params, Context("clip", "cam", tmp_path))
+    sink.open(StreamInfo(25.0, 64, 48))
+    for i in range(300):
+        frame = _frame(i, i / 25, det=_person())  # detections on every frame: not a trigger with events
+        if i in (100, 120):
+            sink.event(make_event("crossed", "cam", "test", frame=frame, zone="door", class_name="person",
+                                  track_id=7, direction="in"))
+        if i == 200:
+            sink.event(make_event("crossed", "cam", "test", frame=frame, zone="gate", class_name="person"))
+            sink.event(make_event("crossed", "cam", "test", frame=frame, zone="door", class_name="car"))
+            sink.event(make_event("entered", "cam", "test", frame=frame, zone="door", class_name="person"))
+        sink.write(frame)
+    sink.close()
+    assert len(sink.clips) == 1
+    side = json.loads(sink.clips[0].with_suffix(".json").read_text())
+    assert side["first_pts"] == pytest.approx(100 / 25 - 1.0, abs=1 / 25)
+    assert side["last_pts"] == pytest.approx(120 / 25 + 1.0, abs=1 / 25)
+    assert [(t["frame_index"], t["last_frame_index"]) for t in side["triggers"]] == [(100, 100), (120, 120)]
+    ev = side["triggers"][0]["events"][0]
+    assert (ev["type"], ev["zone"], ev["track_id"], ev["direction"], ev["frame_index"]) == ("crossed", "door", 7,
+                                                                                              "in", 100)
+
+
 def test_the_ring_holds_only_the_pre_roll_of_packets():
     enc = rec.VideoEncoder(64, 48, 25.0, rec.EncoderSettings(gop=1.0, bframes=False))
     ring = rec.PacketRing(2.0, enc.time_base)

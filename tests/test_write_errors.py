@@ -29,7 +29,7 @@ from streamcnn import Context, Frame, SinkWriteError, recording
 from streamcnn.config import load_config
 from streamcnn.engine import Engine
 from streamcnn_plugins.sinks import ImagesSink, JsonlSink, VideoSink
-from streamcnn_plugins.sinks import jsonl as jsonl_mod
+from streamcnn_plugins.sinks import files as files_mod
 
 from .conftest import run_cli, wait_until, write
 
@@ -145,7 +145,7 @@ def test_jsonl_and_images_sinks_on_a_full_disk_stop_the_pipeline_naming_the_file
 
 
 def test_the_jsonl_sink_cuts_off_a_half_written_line_and_stops(tmp_path, monkeypatch):
-    real = jsonl_mod.write_all
+    real = files_mod.write_all
     written = []
 
     def half_then_full(fd, data):
@@ -155,7 +155,7 @@ def test_the_jsonl_sink_cuts_off_a_half_written_line_and_stops(tmp_path, monkeyp
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data)
 
-    monkeypatch.setattr(jsonl_mod, "write_all", half_then_full)
+    monkeypatch.setattr(files_mod, "write_all", half_then_full)
     cfg = write(tmp_path / "p.yaml", """
         pipelines:
           cam:
@@ -271,12 +271,12 @@ def test_the_jsonl_sink_reports_a_failing_sync_at_close(tmp_path, monkeypatch):
     def fsync(fd):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(jsonl_mod.os, "fsync", fsync)
+    monkeypatch.setattr(files_mod.os, "fsync", fsync)
     with pytest.raises(SinkWriteError) as info:
         sink.close()
     monkeypatch.undo()
     assert str(info.value) == f"jsonl sink: cannot write {tmp_path / 'd.jsonl'}: [Errno 5] Input/output error"
-    assert info.value.errno == errno.EIO and sink.fd is None
+    assert info.value.errno == errno.EIO and sink.out.fd is None
     assert not (tmp_path / ".d.jsonl.lock").exists()  # closed and unlocked all the same
 
 

@@ -7,8 +7,10 @@ that moment; the mp4 edit list hides the frames before it) and ends ``post_roll`
 trigger: triggers while a clip is open extend it (overlapping events make one clip). Each clip
 gets a JSON side-car (same name, ``.json``) describing its triggers.
 
-The trigger, until events arrive from an events layer: a detection on the frame whose class is in
-``classes`` (all classes when not given) with ``conf`` ≥ ``min_conf``.
+The trigger: with ``events`` (e.g. ``[entered, crossed, recognised]``), an event of one of those
+types (of a class in ``classes`` and a zone in ``zones`` when given; `streamcnn.Sink.event`) at the
+frame; without it, a detection on the frame whose class is in ``classes`` (all classes when not
+given) with ``conf`` ≥ ``min_conf``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamcnn import Context, Field, Frame, Output, SinkWriteError, StreamcnnError, StreamInfo
+from streamcnn import Context, Event, Field, Frame, Output, SinkWriteError, StreamcnnError, StreamInfo
 from streamcnn import recording as rec
 
 from .encoding import EncoderParams, FrameEncoder
@@ -35,8 +37,11 @@ class ClipParams(EncoderParams):
     post_roll: float = Field(5.0, ge=0, le=300, description="seconds after the last trigger")
     max_length: float = Field(300.0, gt=0, description="seconds at most per clip (a longer event continues in "
                               "the next clip)")
+    events: list[str] | None = Field(None, description="event types that trigger a clip, e.g. [entered, crossed] "
+                                     "(default: detections trigger it, see classes and min_conf)")
+    zones: list[str] | None = Field(None, description="with events: only events of these zones")
     classes: list[str] | None = Field(None, description="class names that trigger a clip (default: any)")
-    min_conf: float = Field(0.5, ge=0, le=1, description="lowest conf of a triggering detection")
+    min_conf: float = Field(0.5, ge=0, le=1, description="without events: lowest conf of a triggering detection")
     gop: float = Field(1.0, gt=0, description="seconds between keyframes (a clip starts at most this much "
                        "before its pre-roll; the edit list hides the extra frames)")
     ring_bytes: int = Field(256 * 2**20, gt=0, description="cap on the ring buffer's bytes")
@@ -88,14 +93,31 @@ class ClipSink(FileSink):
         self.clip: _Clip | None = None
         self.clips: list[Path] = []  # clips finished
         self.classes = set(params.classes) if params.classes else None
+        self.pending: list[Event] = []  # triggering events not yet matched to their frame
         self.pre = self.post = self.longest = 0  # pre_roll, post_roll, max_length in encoder ticks
 
     def open(self, stream: StreamInfo) -> None:
         super().open(stream)
         self.enc.open(stream)
 
+    def event(self, event: Event) -> None:
+        p = self.params
+        if p.events is None or event.type not in p.events:
+            return
+        if self.classes is not None and event.get("class_name") not in self.classes:
+            return
+        if p.zones is not None and event.get("zone") not in p.zones:
+            return
+        self.pending.append(event)
+
     def triggers(self, frame: Frame) -> list[dict]:
-        """The detections of ``frame`` that trigger a clip, as records (class_name, conf, xyxy)."""
+        """What triggers a clip at ``frame``: the triggering events (their JSON objects) of this frame
+        (and camera events since the last frame) with ``events``, else the frame's triggering
+        detections as records (class_name, conf, xyxy)."""
+        if self.params.events is not None:
+            hits = [e.to_dict() for e in self.pending if e.pts is None or e.frame_index <= frame.index]
+            self.pending = [e for e in self.pending if e.pts is not None and e.frame_index > frame.index]
+            return hits
         det = frame.detections
         if not len(det):
             return []
@@ -132,11 +154,14 @@ class ClipSink(FileSink):
         if hits:
             assert self.clip is not None
             self.clip.end = stamp[0] + self.post
-            best = max(h["conf"] for h in hits)
+            by_events = self.params.events is not None
+            best = max(h.get("conf") or h.get("best_conf") or 0.0 for h in hits)
             if self.clip.last_trigger < 0 or stamp[0] - self.clip.last_trigger > stamp[1] * 1.5:
                 self.clip.triggers.append({"pts": round(frame.pts, 6), "frame_index": frame.index,
-                                           "time": _iso(frame.capture_time), "best_conf": best, "detections": hits})
+                                           "time": _iso(frame.capture_time), "best_conf": best,
+                                           "events" if by_events else "detections": []})
             run = self.clip.triggers[-1]
+            run["events" if by_events else "detections"].extend(hits)
             run["last_pts"], run["last_frame_index"] = round(frame.pts, 6), frame.index
             run["best_conf"] = max(run["best_conf"], best)
             self.clip.last_trigger = stamp[0]

@@ -8,7 +8,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from streamcnn import Context, Output, Params, Sink
+from streamcnn import Context, Output, Params, Sink, SinkWriteError
 
 
 class FileSink(Sink):
@@ -94,3 +94,51 @@ def write_all(fd: int, data: bytes) -> None:
         if n <= 0:  # pragma: no cover - a regular file makes progress or raises
             raise OSError(f"write returned {n}")
         view = view[n:]
+
+
+class LineFile:
+    """An output file of whole lines (JSON Lines) for one sink: each line handed to the OS at once
+    (``os.write``, short writes continued), a line the OS refuses cut off again (so the file stays
+    valid line by line) and reported as `SinkWriteError` naming the file, fsync at close.
+
+    Args:
+        sink: the sink's type name, for messages.
+        path: the file; truncated unless ``append``.
+    """
+
+    def __init__(self, sink: str, path: Path, append: bool = False) -> None:
+        self.sink, self.path = sink, path
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o666)
+        self.good = os.lseek(self.fd, 0, os.SEEK_END)  # bytes of complete lines in the file
+        self.failed = False
+
+    def write_line(self, data: bytes) -> None:
+        """Append one line (``data`` ends with a newline). Raises `SinkWriteError`."""
+        if self.fd is None:
+            return
+        try:
+            write_all(self.fd, data)
+        except OSError as exc:
+            self.failed = True
+            try:
+                os.ftruncate(self.fd, self.good)  # no half line at the end
+            except OSError:
+                pass
+            raise SinkWriteError.from_os_error(self.sink, self.path, exc) from None
+        self.good += len(data)
+
+    def close(self) -> None:
+        """Sync the file to disk and close it (idempotent); `SinkWriteError` when the OS reports a
+        lost write (not again after a failed write, which was reported already)."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self.failed:
+                raise SinkWriteError.from_os_error(self.sink, self.path, exc) from None

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 
-from streamcnn import Context, Field, Frame, Params, SinkWriteError
+from streamcnn import Context, Field, Frame, Params
 
-from .files import FileSink, write_all
+from .files import FileSink, LineFile
 
 
 class JsonlSink(FileSink):
@@ -30,14 +28,10 @@ class JsonlSink(FileSink):
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         try:  # after the lock: a second writer must not truncate the first one's file
-            self.fd: int | None = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if params.append else os.O_TRUNC), 0o666
-            )
+            self.out = LineFile("jsonl", self.path, params.append)
         except OSError:
             self.lock.release()
             raise
-        self.good = os.lseek(self.fd, 0, os.SEEK_END)  # bytes of complete lines in the file
-        self.failed = False
 
     def write(self, frame: Frame) -> None:
         record = {
@@ -53,32 +47,12 @@ class JsonlSink(FileSink):
         file = frame.meta.get("file")
         if isinstance(file, str):
             record["file"] = file
-        assert self.fd is not None
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        try:
-            write_all(self.fd, data)
-        except OSError as exc:
-            self.failed = True
-            try:
-                os.ftruncate(self.fd, self.good)  # no half line at the end
-            except OSError:
-                pass
-            raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
-        self.good += len(data)
+        self.out.write_line((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
 
     def close(self) -> None:
         """Sync the file to disk and close it (`SinkWriteError` when the OS reports a lost write);
         then release the file's lock."""
-        fd, self.fd = self.fd, None
         try:
-            if fd is not None:
-                try:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-        except OSError as exc:
-            if not self.failed:
-                raise SinkWriteError.from_os_error("jsonl", self.path, exc) from None
+            self.out.close()
         finally:
             super().close()

@@ -18,6 +18,7 @@ import numpy as np
 from ..api import PipelineInfo, Sink, Source, Stage, StreamInfo
 from ..config import PipelineConfig
 from ..errors import SinkWriteError, StageError, StreamcnnError, where
+from ..events import EventQueue, make_event
 from ..frame import Frame
 from ..pluginmanager import call_hook, hook_failure
 from ..redact import redact
@@ -84,6 +85,8 @@ class PipelineRun:
     _last_error: str = ""
     _taken: int = 0  # frames taken from the source buffer (see `_counting`)
     _last_kind: str = "stage"  # "stage" or "sink": what raised last
+    events: EventQueue = field(default_factory=EventQueue)  # emitted, not yet handed to the hook and sinks
+    _event_errors: int = 0
 
     @property
     def name(self) -> str:
@@ -105,9 +108,11 @@ class PipelineRun:
 
     def _on_source_event(self, event: str, detail: dict[str, Any]) -> None:
         # on the reader thread: a plugin that raises is logged (by name) and never reaches the reader
+        source = str(detail.get("source", ""))
         call_hook(self.hook.streamcnn_source_event, logging.getLogger(f"streamcnn.{self.name}"),
-                  f"pipeline '{self.name}'", pipeline=self.name, source=str(detail.get("source", "")),
-                  event=event, detail=detail)
+                  f"pipeline '{self.name}'", pipeline=self.name, source=source, event=event, detail=detail)
+        # the same outage as an Event, handed to streamcnn_event and the sinks on the pipeline thread
+        self.events.put(make_event(event, self.name, source, **{k: v for k, v in detail.items() if k != "source"}))
 
     # -- the thread body ---------------------------------------------------------------------
     def run(self) -> None:
@@ -118,9 +123,13 @@ class PipelineRun:
         t0 = time.perf_counter()
         try:
             # everything of this run is built here, on the pipeline's thread, in data-flow order
+            for comp in (self.cfg.source, *self.cfg.stages, *self.cfg.sinks):
+                comp.ctx.events = self.events  # where Context.emit puts events
             for comp in self.cfg.stages:
                 stages.append((comp.type_name, comp.build()))
             source: Source = self.cfg.source.build()
+            for comp in (*self.cfg.stages, *self.cfg.sinks):
+                comp.ctx.source = source.id
             for comp in self.cfg.sinks:
                 sinks.append((comp.type_name, comp.build()))
             policy = self.cfg.source.params.policy or ("latest" if source.live else "all")
@@ -135,6 +144,9 @@ class PipelineRun:
                                 tuple(c.type_name for c in self.cfg.sinks), self.reader.fps)
             self._call_hook("streamcnn_pipeline_started", plog, pipeline=name, info=info)
             self._loop(stages, sinks, plog)
+            if not self.abort_event.is_set():
+                self._finish_stages(stages, plog)
+            self._dispatch(sinks, plog)
             if self.reader.error is not None:
                 raise self.reader.error
             if self.reader.live and self.reader.frames == 0:
@@ -204,6 +216,7 @@ class PipelineRun:
                 try:
                     outcomes = inflight.get(0.25) if inflight is not None else [(take(0.25), None)]
                 except BufferEmpty:
+                    self._dispatch(sinks, plog)  # a camera's events between frames
                     continue
                 except BufferClosed:
                     return
@@ -223,6 +236,9 @@ class PipelineRun:
 
         def counted(timeout: float) -> Frame:
             frame = take(timeout)
+            if not self._taken and self.reader is not None:  # the stages learn the frame rate now
+                for comp in (*self.cfg.stages, *self.cfg.sinks):
+                    comp.ctx.fps = self.reader.fps
             self._taken += 1
             return frame
 
@@ -306,6 +322,7 @@ class PipelineRun:
             if err is not None:
                 self._failed(*err, plog)
                 return False
+        self._dispatch(sinks, plog)  # this frame's events (and earlier ones) before the frame itself
         if not sinks_open[0]:
             sinks_open[0] = True
             assert self.reader is not None
@@ -345,6 +362,36 @@ class PipelineRun:
             self.reader.stop()
             return True
         return False
+
+    def _finish_stages(self, stages: list[tuple[str, Stage]], plog: logging.Logger) -> None:
+        """The stream ended: each stage's ``finish`` (its last events), in order; one that raises is
+        logged with its name (and stops the pipeline under ``on_error: stop``)."""
+        for stage_name, stage in stages:
+            try:
+                stage.finish()
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must not lose the sinks' output
+                err = StageError(self.name, stage_name, self.stats.frames, exc, note=" (in finish(), at the end)")
+                if self.cfg.on_error == "stop":
+                    raise err from exc
+                plog.error("%s", err)
+
+    def _dispatch(self, sinks: list[tuple[str, Sink]], plog: logging.Logger) -> None:
+        """Hand the waiting events, oldest first, to ``streamcnn_event`` and then to every sink's
+        ``event``. A sink that raises is reported with its name, the event type and frame index (the
+        run stops on `SinkWriteError`, and on anything under ``on_error: stop``)."""
+        for ev in self.events.take():
+            self._call_hook("streamcnn_event", plog, pipeline=self.name, event=ev)
+            for sink_name, sink in sinks:
+                try:
+                    sink.event(ev)
+                except Exception as exc:  # noqa: BLE001 - the other sinks still get the event
+                    err = StageError(self.name, sink_name, ev.frame_index, exc, kind="sink",
+                                     note=f" (event {ev.type!r})")
+                    if isinstance(exc, SinkWriteError) or self.cfg.on_error == "stop":
+                        raise err from exc
+                    self._event_errors += 1
+                    if self._event_errors <= _ERROR_LOG_FIRST or self._event_errors % _ERROR_LOG_EVERY == 0:
+                        plog.error("%s (%d event errors so far)", err, self._event_errors)
 
     def _failed(self, err: StageError, exc: BaseException, plog: logging.Logger) -> None:
         """A stage or sink raised on a frame: stop the pipeline (``on_error: stop``) or count the

@@ -22,6 +22,7 @@ from .faces import (
     shrink_and_pad,
     ultraface_priors,
 )
+from .geometry import ANCHORS, anchor_points, line_side, polygon_distance
 from .image import (
     blend,
     centre_square,
@@ -52,11 +53,12 @@ from .yolo import (
 )
 
 __all__ = [
-    "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "Grid", "LetterboxBlob",
-    "LetterboxInfo", "SquareCrops", "YOLO_FORMATS", "arcface_align", "blend", "box_area", "box_iou", "cell_centres",
-    "centre_square", "clip_boxes", "crop", "cxcywh_to_xyxy", "decode_anchor_grid", "decode_fastestv2", "decode_scrfd",
-    "decode_ultraface_raw", "decode_v5", "decode_v8", "decode_yolox", "decode_yunet", "detector_format", "fast_nms",
-    "fit_longer_side", "fit_within", "from_tensor", "guess_formats", "head_fit", "letterbox", "letterbox_info",
-    "make_grid", "nms", "pad_to_multiple", "pad_to_size", "resize_to", "run_fixed_batch", "select", "select_faces",
-    "shrink_and_pad", "sigmoid", "similarity_matrix", "to_tensor", "ultraface_priors",
+    "ANCHORS", "ARCFACE_SIZE", "ARCFACE_TEMPLATE", "FACE_FORMATS", "FORMAT_DEFAULTS", "FaceDetector", "Grid",
+    "LetterboxBlob", "LetterboxInfo", "SquareCrops", "YOLO_FORMATS", "anchor_points", "arcface_align", "blend",
+    "box_area", "box_iou", "cell_centres", "centre_square", "clip_boxes", "crop", "cxcywh_to_xyxy",
+    "decode_anchor_grid", "decode_fastestv2", "decode_scrfd", "decode_ultraface_raw", "decode_v5", "decode_v8",
+    "decode_yolox", "decode_yunet", "detector_format", "fast_nms", "fit_longer_side", "fit_within", "from_tensor",
+    "guess_formats", "head_fit", "letterbox", "letterbox_info", "line_side", "make_grid", "nms", "pad_to_multiple",
+    "pad_to_size", "polygon_distance", "resize_to", "run_fixed_batch", "select", "select_faces", "shrink_and_pad",
+    "sigmoid", "similarity_matrix", "to_tensor", "ultraface_priors",
 ]
