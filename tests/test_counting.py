@@ -105,3 +105,42 @@ def test_lamppost_zone_pairs_every_entry_with_a_leave_and_its_dwell(counted):
     for e in entered:
         x1, y1, x2, y2 = e.get("xyxy")
         assert 0.3 * W - 6 <= (x1 + x2) / 2 <= 0.5 * W + 6 and 0.28 * H - 6 <= y2 <= 0.55 * H + 6
+
+
+def test_the_counting_example_publishes_its_events_and_counts_over_mqtt(tmp_path, assets):
+    """examples/counting.yaml as shipped (its broker's port moved to a free one, 300 frames): the
+    events arrive on MQTT byte for byte as in events.jsonl, the retained counts are the last ones."""
+    import json
+    import shutil
+
+    from .conftest import ROOT, run_cli
+    from .mqtt_broker import Broker, Subscriber, retained
+
+    example = (ROOT / "examples" / "counting.yaml").read_text()
+    with Broker(tmp_path / "broker") as broker, Subscriber(broker) as sub:
+        assert "port: 1883" in example
+        cfg = tmp_path / "counting.yaml"
+        cfg.write_text(example.replace("port: 1883", f"port: {broker.port}"))
+        r = run_cli("run", str(cfg), "--max-frames", "300", cwd=tmp_path, env={"STREAMCNN_ASSETS": str(assets)})
+        assert r.returncode == 0, r.stderr
+        lines = (tmp_path / "out" / "walkway" / "events.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
+        assert {e["type"] for e in events} >= {"appeared", "disappeared", "crossed", "entered", "left"}
+        sub.wait(lambda msgs: len([m for m in msgs if not m.topic.endswith(("availability",))
+                                   and "/count/" not in m.topic]) >= len(lines), "every event over MQTT")
+        published = [m for m in sub.received() if "/count/" not in m.topic and not m.topic.endswith("availability")]
+        assert [m.text for m in published] == lines
+        assert [m.topic for m in published] == [f"streamcnn/walkway/{e['type']}" for e in events]
+        assert {m.qos for m in published} == {1}
+        availability = [m.text for m in sub.received("streamcnn/walkway/availability")]
+        assert availability[0] == "online" and availability[-1] == "offline"
+        counts = {z: [e["counts"] for e in events if e.get("zone") == z][-1] for z in ("walkway", "lamppost")}
+        kept = retained(broker, ["streamcnn/walkway/count/walkway", "streamcnn/walkway/count/lamppost"])
+        assert json.loads(kept["streamcnn/walkway/count/walkway"].text) == counts["walkway"]
+        assert json.loads(kept["streamcnn/walkway/count/lamppost"].text) == counts["lamppost"]
+        assert counts["walkway"]["in"] + counts["walkway"]["out"] == sum(e["type"] == "crossed" for e in events) > 0
+    # the clip sink cut clips around the crossings, the snapshots are there
+    clips = sorted((tmp_path / "out" / "walkway" / "clips").glob("*.mp4"))
+    assert clips and all(c.with_suffix(".json").is_file() for c in clips)
+    assert sorted((tmp_path / "out" / "walkway" / "snapshots").glob("*.jpg"))
+    shutil.rmtree(tmp_path / "out")

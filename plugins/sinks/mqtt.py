@@ -103,9 +103,9 @@ class MqttSink(EventSink):
     dropped message and every 100th, with the total; at close INFO with the totals, WARNING when
     messages were dropped or not delivered within ``flush_timeout``.
 
-    Raises (``check``, at validate time): ValueError for an unknown topic placeholder, an
-    environment variable that is not set, both ``password`` and ``password_env``, a TLS file that
-    does not exist.
+    Raises (``check``, at validate time, and again in ``__init__``): ValueError when paho-mqtt 2.x is
+    not installed, for an unknown topic placeholder, an environment variable that is not set, both
+    ``password`` and ``password_env``, a TLS file that does not exist.
     """
 
     class Params(Params):
@@ -150,6 +150,14 @@ class MqttSink(EventSink):
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise ValueError("the mqtt sink needs paho-mqtt 2.x, which is not installed: pip install "
+                             "'paho-mqtt>=2.1'") from None
+        if not hasattr(mqtt, "CallbackAPIVersion"):
+            raise ValueError("the mqtt sink needs paho-mqtt 2.x; this is an older one: pip install -U "
+                             "'paho-mqtt>=2.1'")
         _placeholders(params.topic, "topic", TOPIC_FIELDS)
         if params.count_topic is not None:
             _placeholders(params.count_topic, "count_topic", COUNT_FIELDS)
@@ -271,7 +279,7 @@ class MqttSink(EventSink):
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         exc = sys.exc_info()[1]  # paho calls this while handling the connection's OSError
-        self._outage(str(exc) or type(exc).__name__ if exc is not None else "cannot reach the broker")
+        self._outage((str(exc) or type(exc).__name__) if exc is not None else "cannot reach the broker")
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._lock:
@@ -279,8 +287,8 @@ class MqttSink(EventSink):
             if self._down_since is None:
                 self._down_since = time.monotonic()
             closing = self._closing
-        if was and not closing:
-            self._outage(f"disconnected: {reason}")
+        if was and not closing:  # paho says "Unspecified error" (128) for a connection that just went
+            self._outage("connection lost" if getattr(reason, "value", None) == 128 else f"disconnected: {reason}")
 
     def _outage(self, why: str) -> None:
         with self._lock:
@@ -288,11 +296,11 @@ class MqttSink(EventSink):
                 return
             self._warned_outage = True
             ever = self._ever_connected
-        self.ctx.log.warning(
-            "mqtt sink: %s %s (%s); retrying every %g-%g s; up to %d messages at QoS %d wait for it%s",
-            "lost the connection to" if ever else "cannot connect to", self.where, why,
-            self.params.reconnect_min, self.params.reconnect_max, self.params.buffer, self.params.qos,
-            "" if self.params.qos else " (QoS 0: none, they are dropped)")
+        meanwhile = (f"up to {self.params.buffer} messages (buffer) wait for it" if self.params.qos
+                     else "messages are dropped meanwhile (QoS 0)")
+        self.ctx.log.warning("mqtt sink: %s %s (%s); retrying every %g-%g s; %s",
+                             "lost the connection to" if ever else "cannot connect to", self.where, why,
+                             self.params.reconnect_min, self.params.reconnect_max, meanwhile)
 
     # -- the pipeline thread ------------------------------------------------------------------
     def _publish_availability(self, state: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import annotated_types as at
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from ..errors import ConfigError
 from ..words import suggest
@@ -91,6 +91,8 @@ def describe_expected(model: type[BaseModel], loc: tuple[Any, ...]) -> str | Non
             words.append("a mapping")
         elif isinstance(t, type) and issubclass(t, BaseModel):
             words.append("a mapping")
+        elif t in _SECRETS:
+            words.append("a string (a secret: never shown)")
     if not words:
         return None
     # "a number in [0, 1]" instead of "an integer in [0, 1] or a number in [0, 1]"
@@ -181,15 +183,16 @@ def pydantic_to_config_errors(
         else:
             expected = describe_expected(owner, rest)
             given = err.get("input")
+            shown = "a value that is not shown (a secret)" if _secret(owner, rest) else yaml_value(given)
             if expected:
-                msg = f"expected {expected}, got {yaml_value(given)}"
+                msg = f"expected {expected}, got {shown}"
                 ann = owner.model_fields[rest[0]].annotation
                 if typing.get_origin(ann) is Literal and isinstance(given, str):
                     msg += suggest(given, typing.get_args(ann))
                 if kind not in _TYPE_KINDS and not err["msg"].startswith("Input should be"):
                     msg += f" ({err['msg']})"
             else:
-                msg = f"{err['msg']} (got {yaml_value(given)})"
+                msg = f"{err['msg']} (got {shown})"
             line, col = positions.get(path + ("<value>",), positions.find(path))
         out.append(ConfigError(msg, file, line, col, format_path(path)))
     return out
@@ -208,11 +211,27 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...], what: str) -> tuple[
             if isinstance(inner, type) and issubclass(inner, BaseModel) and i + 2 < len(loc):
                 model, what, i = inner, f"{loc[i][:-1] if str(loc[i]).endswith('s') else loc[i]} {loc[i + 1]!r}", i + 2
                 continue
+        if typing.get_origin(ann) in (list, tuple) and typing.get_args(ann):
+            inner = typing.get_args(ann)[0]
+            if (isinstance(inner, type) and issubclass(inner, BaseModel) and i + 2 < len(loc)
+                    and isinstance(loc[i + 1], int)):
+                model, what, i = inner, f"{loc[i]}[{loc[i + 1]}]", i + 2
+                continue
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model, what, i = ann, f"{loc[i]!r}", i + 1
             continue
         break
     return model, loc[i:], what
+
+
+_SECRETS = (SecretStr, SecretBytes)
+
+
+def _secret(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """True when the field at ``loc`` holds a secret (``SecretStr``): its value is never quoted."""
+    if not loc or not isinstance(loc[0], str) or loc[0] not in model.model_fields:
+        return False
+    return any(t in _SECRETS for t in _unwrap(model.model_fields[loc[0]].annotation)[0])
 
 
 _UNION_TAGS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none", "bytes"}  # pydantic union branches
