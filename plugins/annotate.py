@@ -21,7 +21,7 @@ import zlib
 import cv2
 import numpy as np
 
-from streamcnn import ZONES, Field, Frame, Params, Stage, hookimpl
+from streamcnn import ZONES, Detections, Field, Frame, Params, Stage, hookimpl
 
 
 @functools.lru_cache(maxsize=1024)
@@ -60,9 +60,16 @@ class AnnotateStage(Stage):
         if not img.flags.writeable:
             img = frame.image = img.copy()
         if zones:
-            draw_zones(img, zones, p.thickness, p.font_scale, p.labels)
-        if not len(det):
-            return frame
+            draw_zones(img, zones, p.thickness, p.font_scale, labels=False)
+        if len(det):
+            self._draw_detections(img, det)
+        if zones and p.labels:  # on top of the boxes and their labels: the counts stay readable
+            draw_zone_labels(img, zones, p.font_scale)
+        return frame
+
+    def _draw_detections(self, img: np.ndarray, det: Detections) -> None:
+        """Boxes and landmarks, then the labels (in increasing confidence)."""
+        p = self.params
         if p.min_conf > 0:
             det = det[det.conf > p.min_conf]
         names = det.class_name
@@ -76,7 +83,7 @@ class AnnotateStage(Stage):
                 for x, y in det.landmarks[i][points[i]]:
                     cv2.circle(img, (int(round(x)), int(round(y))), max(1, p.thickness), colors[i], -1, cv2.LINE_AA)
         if not p.labels:
-            return frame
+            return
         # labels last, in increasing confidence: where labels overlap, the most confident is on top
         for i in np.argsort(det.conf, kind="stable"):
             if det.identity is not None and det.identity[i] is not None:
@@ -91,7 +98,6 @@ class AnnotateStage(Stage):
                 text = f"#{det.track_id[i]} {text}"
             x1, y1 = (int(round(v)) for v in det.xyxy[i, :2])
             draw_label(img, text, x1, y1, colors[i], p.font_scale)
-        return frame
 
 
 def zone_color(name: str) -> tuple[int, int, int]:
@@ -121,7 +127,9 @@ def draw_zones(img: np.ndarray, zones: list[dict], thickness: int = 2, font_scal
         color = zone_color(str(zone["name"]))
         if zone.get("kind") == "line" and len(pts) >= 2:
             a, b = pts[0].astype(np.float64), pts[1].astype(np.float64)
-            cv2.line(img, tuple(int(v) for v in pts[0]), tuple(int(v) for v in pts[1]), color, thickness, cv2.LINE_AA)
+            ends = tuple(int(v) for v in pts[0]), tuple(int(v) for v in pts[1])
+            cv2.line(img, *ends, (0, 0, 0), thickness + 2, cv2.LINE_AA)  # a dark rim: apart from box edges
+            cv2.line(img, *ends, color, thickness, cv2.LINE_AA)
             d = b - a
             length = float(np.hypot(*d))
             if length > 0:
@@ -131,10 +139,16 @@ def draw_zones(img: np.ndarray, zones: list[dict], thickness: int = 2, font_scal
                 cv2.arrowedLine(img, (int(round(mid[0])), int(round(mid[1]))), (int(round(tip[0])), int(round(tip[1]))),
                                 color, thickness, cv2.LINE_AA, tipLength=0.35)
         else:
+            cv2.polylines(img, [pts.reshape(-1, 1, 2)], True, (0, 0, 0), thickness + 2, cv2.LINE_AA)
             cv2.polylines(img, [pts.reshape(-1, 1, 2)], True, color, thickness, cv2.LINE_AA)
-    if not labels:
-        return
-    for zone in zones:  # after every outline: no zone's line crosses a label
+    if labels:
+        draw_zone_labels(img, zones, font_scale)
+
+
+def draw_zone_labels(img: np.ndarray, zones: list[dict], font_scale: float = 0.5) -> None:
+    """The label of each zone (``name in N out M``; a polygon: ``name inside K in N out M``) at the
+    top-left corner of its points, by `draw_label` (``annotate`` draws them last, over the boxes)."""
+    for zone in zones:
         pts = np.asarray(zone["points"], np.int32).reshape(-1, 2)
         if not len(pts):
             continue

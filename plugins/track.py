@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from streamcnn import Context, Detections, Field, Frame, Params, Stage, hookimpl
+from streamcnn import Context, Detections, Field, Frame, NameWatch, Params, Stage, hookimpl
 
 #: an identity that is not a name: a recogniser's "not in the database", or no recogniser at all
 _NO_NAME = (None, "unknown")
@@ -62,10 +62,11 @@ class TrackStage(Stage):
     """ByteTrack over the detections of the chosen classes; fills ``track_id`` and emits events.
 
     Rows of classes not tracked keep ``track_id`` −1 (and rows are never reordered or dropped). A
-    track's id is published (``track_id`` ≥ 0) once it was matched in ``min_hits`` frames in a row
-    after the frame that started it (the library's ``minimum_consecutive_frames``); before that its
-    rows carry −1. Ids count 0, 1, 2 ... per pipeline run. The tracker is class-agnostic (like
-    supervision's ByteTrack): a track takes the class of its latest detection.
+    track's id is published (``track_id`` ≥ 0) once it was detected in ``min_hits`` frames in a row,
+    never on the frame that started it (the library's ``minimum_consecutive_frames``); before that
+    its rows carry −1, and ``first_seen`` is the pts of the frame its id was published on. Ids count
+    0, 1, 2 ... per pipeline run. The tracker is class-agnostic (like supervision's ByteTrack): a
+    track takes the class of its latest detection.
 
     Events (`streamcnn.Context.emit`, see `streamcnn.EVENT_TYPES`):
 
@@ -101,8 +102,8 @@ class TrackStage(Stage):
             "matches boxes that overlap with IoU ≥ 0.2")
         lost_buffer: float = Field(1.0, ge=0, description="seconds a track lives on unmatched before it is "
                                    "dropped (ByteTrack: 30 frames at 30 fps)")
-        min_hits: int = Field(3, ge=1, description="frames in a row a new track must be matched, after the one "
-                              "that started it, before its id is published (−1 until then)")
+        min_hits: int = Field(3, ge=1, description="frames in a row a new track must be detected in before its id "
+                              "is published (never on the frame that started it; −1 until then)")
         snapshots: str | None = Field(None, description="folder for a JPEG crop of each object (its most "
                                       "confident detection); {pipeline} is replaced; paths go into the events")
 
@@ -118,6 +119,7 @@ class TrackStage(Stage):
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self._run = time.strftime("%Y%m%d-%H%M%S")  # snapshot names: ids restart in every run
         self._last: Frame | None = None
+        self._names = NameWatch(f"stage '{ctx.name}': classes", self.classes, ctx.log)
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
@@ -142,6 +144,7 @@ class TrackStage(Stage):
         if self.tracker is None:
             self.tracker = self.make_tracker(self.ctx.fps)
         det = frame.detections
+        self._names.see(det.class_name)
         rows = np.arange(len(det)) if self.classes is None else np.flatnonzero(det.class_mask(*self.classes))
         ids = self.update(det[rows], frame.pts)
         track_id = np.full(len(det), -1, np.int64) if det.track_id is None else det.track_id.copy()
@@ -229,6 +232,7 @@ class TrackStage(Stage):
 
     def finish(self) -> None:
         """The stream ended: ``disappeared`` (reason ``end``) for every track still alive, at the last frame."""
+        self._names.done()
         if self._last is None:
             return
         for tid in sorted(self.tracks):

@@ -74,7 +74,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from streamcnn import ZONES, Context, Field, Frame, Params, Stage, hookimpl, suggest
+from streamcnn import ZONES, Context, Field, Frame, NameWatch, Params, Stage, hookimpl, suggest
 from streamcnn.ops import ANCHORS, anchor_points, line_side, polygon_distance
 
 Anchor = Literal[tuple(ANCHORS)]  # type: ignore[valid-type]  # the names of streamcnn.ops.ANCHORS
@@ -165,8 +165,11 @@ class ZoneSpec(Params):
             area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
             span = float(np.ptp(pts, axis=0).max())
             if area <= 1e-9 * span * span:
-                raise ValueError(f"{zone}: the polygon's points {_shown(value)} lie on one line, so it encloses "
-                                 "no area")
+                d = pts[1:] - pts[0]
+                collinear = np.abs(d[:, 0] * d[-1, 1] - d[:, 1] * d[-1, 0]).max() <= 1e-9 * span * span
+                raise ValueError(f"{zone}: the polygon's points {_shown(value)} " + (
+                    "lie on one line, so it encloses no area" if collinear else
+                    "enclose no area: its edges cross each other; list the points in order around the area"))
         else:
             if len(pts) != 2:
                 raise ValueError(f"{zone}: a line needs exactly 2 points [[x1, y1], [x2, y2]], got {len(pts)}"
@@ -310,6 +313,9 @@ class ZonesStage(Stage):
                       for z in params.zones]
         self._classes = [None if z.classes is None else set(z.classes) for z in params.zones]
         self._last: Frame | None = None
+        wanted = sorted({c for z in params.zones for c in (z.classes or ())}) or None
+        self._names = NameWatch(f"stage '{ctx.name}': the zones' classes", wanted, ctx.log)
+        self._size: tuple[int, int] | None = None
 
     @classmethod
     def check_chain(cls, params: Params, ctx: Context, before: list[tuple[str, type[Stage], Params]]) -> None:
@@ -328,6 +334,10 @@ class ZonesStage(Stage):
         tids = det.track_id
         rows = np.zeros(0, np.intp) if tids is None or not len(det) else np.flatnonzero(tids >= 0)
         names = det.class_name if len(rows) else []
+        self._names.see(det.class_name)
+        if self._size != (frame.width, frame.height):
+            self._size = (frame.width, frame.height)
+            self._check_in_frame(frame.width, frame.height)
         meta = []
         for zone, classes in zip(self.zones, self._classes):
             pixels = zone.pixels(frame.width, frame.height)
@@ -397,9 +407,21 @@ class ZonesStage(Stage):
         self.ctx.emit(type_, frame, zone=zone.name, track_id=track, class_name=name, xyxy=box, **extra,
                       counts=dict(zone.counts))
 
+    def _check_in_frame(self, width: int, height: int) -> None:
+        """One warning per zone that lies wholly outside a ``width×height`` frame (it can count nothing)."""
+        for zone in self.zones:
+            px = zone.pixels(width, height)
+            lo, hi = px.min(axis=0), px.max(axis=0)
+            if hi[0] < 0 or hi[1] < 0 or lo[0] > width or lo[1] > height:
+                self.ctx.log.warning(
+                    "stage '%s': zone %r lies outside the %dx%d frame (x %g to %g, y %g to %g pixels): it will count "
+                    "nothing; check its coordinates and units", self.ctx.name, zone.name, width, height,
+                    round(float(lo[0]), 1), round(float(hi[0]), 1), round(float(lo[1]), 1), round(float(hi[1]), 1))
+
     def finish(self) -> None:
         """The stream ended: every track still inside a polygon leaves (``lost: true``, ``reason: "end"``)
         at the last frame."""
+        self._names.done()
         if self._last is None:
             return
         for zone in self.zones:

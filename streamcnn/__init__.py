@@ -58,7 +58,7 @@ from .registry import (  # noqa: E402
     sha256_of,
 )
 from .runtime import ModelSession, TensorSpec, format_shape, get_session  # noqa: E402
-from .words import a_an, suggest  # noqa: E402
+from .words import NameWatch, a_an, suggest  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -81,7 +81,7 @@ __all__ = [
     "ConfigError", "MediaNotFoundError", "ModelInputError", "ModelNotFoundError", "SinkWriteError", "SourceError",
     "StageError", "StreamcnnError",
     # helpers for messages and images
-    "a_an", "redact", "suggest", "to_bgr3",
+    "NameWatch", "a_an", "redact", "suggest", "to_bgr3",
     # public submodules
     "facedb", "ops", "recording",
 ]

@@ -95,7 +95,13 @@ class Context:
 
         Returns:
             The `Event` (already queued).
+
+        Raises:
+            ValueError: a field named like an envelope key (``pts``, ``time``, ``pipeline`` ...), or a
+                value that cannot be written as JSON (the message names the field).
         """
+        if type in ("", None) or not isinstance(type, str):
+            raise ValueError(f"an event type is a non-empty string, got {type!r}")
         event = make_event(type, self.pipeline, self.source, frame=frame, **fields)
         if self.events is not None:
             self.events.put(event)

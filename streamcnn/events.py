@@ -46,7 +46,8 @@ class Event:
         epoch: wall-clock time in seconds since the epoch (UTC): the frame's ``capture_time`` for a
             frame's event, the moment it happened for a camera event.
         pts: the frame's presentation time in seconds (None for an event between frames).
-        frame_index: the frame's index (for a camera event: the frames read so far).
+        frame_index: the frame's index (a camera event: the frames read so far; None for an event
+            a plugin emitted without a frame).
         fields: the type's own fields (JSON-ready: str, int, float, bool, None, lists, dicts).
     """
 
@@ -55,7 +56,7 @@ class Event:
     source: str
     epoch: float
     pts: float | None
-    frame_index: int
+    frame_index: int | None
     fields: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,13 +127,28 @@ class EventQueue:
 
 
 def make_event(type_: str, pipeline: str, source: str, *, frame: Any = None, epoch: float | None = None,
-               **fields: Any) -> Event:
-    """An `Event`; with ``frame`` (a `streamcnn.Frame`) its source, capture time, pts and index."""
+               index: int | None = None, **fields: Any) -> Event:
+    """An `Event`; with ``frame`` (a `streamcnn.Frame`) its source, capture time, pts and index,
+    else now (or ``epoch``) and ``index`` (None when not given).
+
+    Raises:
+        ValueError: a field is named like an envelope key (``pts``, ``time`` ...) or its value
+            cannot be written as JSON (the message names the field).
+    """
+    for key, value in fields.items():
+        if key in ENVELOPE or key in ("index", "frame", "epoch"):
+            raise ValueError(f"event {type_!r}: the field name {key!r} is taken by the envelope every event has "
+                             f"({', '.join(ENVELOPE)}); name the field otherwise")
+        try:
+            json.dumps(jsonable(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"event {type_!r}: field {key!r} cannot be written as JSON ({exc}); give str, int, "
+                             "float, bool, None, lists or dicts of those (numpy values are fine)") from None
     if frame is not None:
         return Event(type_, pipeline, frame.source or source, frame.capture_time or time.time(), float(frame.pts),
                      int(frame.index), dict(fields))
-    index = int(fields.pop("index", 0) or 0)
-    return Event(type_, pipeline, source, time.time() if epoch is None else epoch, None, index, dict(fields))
+    return Event(type_, pipeline, source, time.time() if epoch is None else epoch, None,
+                 None if index is None else int(index), dict(fields))
 
 
 __all__ = ["ENVELOPE", "EVENT_TYPES", "Event", "EventQueue", "jsonable", "make_event"]

@@ -31,4 +31,10 @@ def redact(text: str) -> str:
     """
     text = _USERINFO.sub(lambda m: m["scheme"] + "***@", text)
     text = _BARE_USERINFO.sub("***@", text)
-    return _QUERY_SECRET.sub(lambda m: m["key"] + "***", text)
+    return _QUERY_SECRET.sub(_hide_value, text)
+
+
+def _hide_value(m: re.Match) -> str:
+    """``key=***``, keeping punctuation that ends the sentence rather than the value (``…?key=s, 0``)."""
+    value = m["value"]
+    return m["key"] + "***" + value[len(value.rstrip(",.;:)]'\"")):]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Iterable
 
 
@@ -34,4 +35,42 @@ def a_an(word: str) -> str:
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
-__all__ = ["a_an", "closest", "suggest"]
+class NameWatch:
+    """Warns once when names an option gave (e.g. ``classes: [persons]``) never appear among the
+    names a stage sees on its frames (a typo that would otherwise count nothing, silently).
+
+    Args:
+        what: how the message names the option, e.g. ``"track: classes"``.
+        wanted: the configured names (None: nothing to watch).
+        log: where the warning goes.
+        frames: after how many frames to judge (and again at `done`, for a shorter stream).
+    """
+
+    def __init__(self, what: str, wanted: Iterable[str] | None, log: logging.Logger, frames: int = 100) -> None:
+        self.what, self.log, self.frames = what, log, frames
+        self.wanted = None if wanted is None else list(dict.fromkeys(str(w) for w in wanted))
+        self.seen: set[str] = set()
+        self.count = 0
+
+    def see(self, names: Iterable[str]) -> None:
+        """The class names on one frame (call once per frame)."""
+        if self.wanted is None:
+            return
+        self.seen.update(names)
+        self.count += 1
+        if self.count == self.frames:
+            self.done()
+
+    def done(self) -> None:
+        """Judge now: one warning naming the wanted names never seen (with the closest seen one)."""
+        if self.wanted is None:
+            return
+        missing = [w for w in self.wanted if w not in self.seen]
+        if missing and self.seen:
+            shown = ", ".join(f"{w!r}{suggest(w, sorted(self.seen))}" for w in missing)
+            self.log.warning("%s: no detection of %s in the first %d frames (seen: %s); check the class names",
+                             self.what, shown, self.count, ", ".join(sorted(self.seen)))
+        self.wanted = None  # once
+
+
+__all__ = ["NameWatch", "a_an", "closest", "suggest"]

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from streamcnn import Context, Detections, Frame
 from streamcnn.events import ENVELOPE, Event, EventQueue, make_event
@@ -116,7 +117,16 @@ def test_context_emit_queues_events_and_goes_nowhere_outside_a_run(tmp_path):
     frame = Frame(np.zeros((4, 4, 3), np.uint8), 3, 0.3, "cam", 5.0, Detections.empty())
     ev = ctx.emit("entered", frame, zone="a")
     assert isinstance(ev, Event) and queue.take() == [ev] and queue.take() == []
-    assert ctx.emit("entered").frame_index == 0 and queue.take()[0].pts is None
+    assert ctx.emit("entered").frame_index is None and queue.take()[0].pts is None
+    with pytest.raises(ValueError, match=r"^event 'clash': the field name 'pts' is taken by the envelope every event "
+                                         r"has \(type, pipeline, source, time, epoch, pts, frame_index\); name the "
+                                         r"field otherwise$"):
+        ctx.emit("clash", frame, pts=99)
+    with pytest.raises(ValueError, match=r"^event 'odd': field 'thing' cannot be written as JSON \(Object of type "
+                                         r"object is not JSON serializable\); give str, int, float, bool, None, "
+                                         r"lists or dicts of those \(numpy values are fine\)$"):
+        ctx.emit("odd", frame, thing=object())
+    assert queue.take() == []  # refused events are not queued
     alone = Context("zones", "p", tmp_path)  # validate builds stages without a run: emit is harmless
     assert alone.emit("entered", frame).type == "entered"
 

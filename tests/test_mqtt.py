@@ -115,8 +115,8 @@ def test_topics_payloads_qos_retained_counts_and_availability(tmp_path, caplog):
         assert sorted(_messages(caplog, "mqtt sink: connected")) == [
             f"mqtt sink: connected to 127.0.0.1:{broker.port} as second-cam",
             f"mqtt sink: connected to 127.0.0.1:{broker.port} as streamcnn-cam"]
-        assert f"mqtt sink: 8 messages published to 127.0.0.1:{broker.port}, 0 dropped, 0 not delivered within " \
-               "flush_timeout (5 s)" in caplog.text
+        assert f"mqtt sink: 8 messages to 127.0.0.1:{broker.port}: 8 delivered, 0 dropped, 0 not delivered " \
+               "(flush_timeout 5 s)" in caplog.text
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     finally:
         broker.kill()
@@ -178,8 +178,8 @@ def test_a_broker_that_goes_away_and_comes_back_gets_every_qos1_event(tmp_path, 
         lost = _messages(caplog, "lost the connection")
         assert len(lost) == 1 and lost[0].startswith(f"mqtt sink: lost the connection to {where} (connection lost); ")
         assert len(_messages(caplog, "reconnected to")) == 1
-        assert _messages(caplog, f"mqtt sink: {stats.frames} messages published to {where}, 0 dropped, 0 not "
-                                 "delivered within flush_timeout")
+        assert _messages(caplog, f"mqtt sink: {stats.frames} messages to {where}: {stats.frames} delivered, "
+                                 "0 dropped, 0 not delivered (flush_timeout")
     finally:
         sub.close()
         broker.kill()
@@ -213,8 +213,8 @@ def test_a_full_buffer_drops_the_overflow_and_counts_it_exactly(tmp_path, caplog
         assert _messages(caplog, "cannot connect to") == [
             f"mqtt sink: cannot connect to {where} ([Errno 111] Connection refused); retrying every 0.1-0.5 s; up to 5 "
             "messages (buffer) wait for it"]
-        assert _messages(caplog, "messages published") == [
-            f"mqtt sink: 5 messages published to {where}, 200 dropped, 0 not delivered within flush_timeout (5 s)"]
+        assert _messages(caplog, "not delivered") == [
+            f"mqtt sink: 205 messages to {where}: 5 delivered, 200 dropped, 0 not delivered (flush_timeout 5 s)"]
     finally:
         sub.close()
         broker.kill()
@@ -229,11 +229,12 @@ def test_qos0_while_disconnected_is_dropped_and_close_gives_up_after_flush_timeo
         stats = Engine(load_config(cfg)).run()[0]
     assert stats.frames == 6 and stats.error is None
     # QoS 0: paho keeps nothing while disconnected; QoS 1: queued, given up on at close
-    assert _messages(caplog, "messages published") == [
-        f"mqtt sink: 0 messages published to 127.0.0.1:{port}, 8 dropped, 0 not delivered within flush_timeout "
-        "(0.2 s)",
-        f"mqtt sink: 8 messages published to 127.0.0.1:{port}, 0 dropped, 8 not delivered within flush_timeout "
-        "(0.3 s)"]
+    # the broker was never there: close does not wait for flush_timeout
+    assert _messages(caplog, "not delivered") == [
+        f"mqtt sink: 8 messages to 127.0.0.1:{port}: 0 sent, 8 dropped, 0 not delivered, the broker was not "
+        "connected at the end (flush_timeout 0.2 s)",
+        f"mqtt sink: 8 messages to 127.0.0.1:{port}: 0 delivered, 0 dropped, 8 not delivered, the broker was not "
+        "connected at the end (flush_timeout 0.3 s)"]
     assert _messages(caplog, "dropped the event") == [
         "mqtt sink: dropped the event 'appeared' of frame 1: not connected, and QoS 0 messages are not kept; "
         "1 dropped so far"]
@@ -291,7 +292,7 @@ def test_a_wrong_password_is_logged_once_and_the_pipeline_runs_on(tmp_path):
         assert "ERROR" in refused[0] and f"the broker 127.0.0.1:{broker.port} refused the connection as " \
                "streamcnn-cam: Not authorized (check username/password or username_env/password_env)" in refused[0]
         assert "cam: 40 frames" in out
-        assert "8 not delivered within flush_timeout (0.2 s)" in res.stderr
+        assert "8 not delivered, the broker was not connected at the end (flush_timeout 0.2 s)" in res.stderr
     finally:
         broker.kill()
 
@@ -384,3 +385,18 @@ def test_tls_with_a_private_ca(tmp_path, caplog):
     finally:
         broker.kill()
 
+
+
+def test_two_mqtt_sinks_with_the_default_client_id_do_not_knock_each_other_off(tmp_path, caplog):
+    """A broker drops a client when another connects with its id: the second default id gets -2."""
+    with Broker(tmp_path / "broker") as broker:
+        cfg = _config(tmp_path, "{uri: pattern, size: 32x24, frames: 20, fps: 20}", "{script: true}", f"""
+              - mqtt: {{port: {broker.port}, {FAST}}}
+              - mqtt: {{port: {broker.port}, {FAST}, types: [crossed]}}""")
+        with caplog.at_level(logging.INFO, logger="streamcnn"):
+            stats = Engine(load_config(cfg)).run()[0]
+        assert stats.frames == 20 and stats.error is None
+        assert sorted(_messages(caplog, "mqtt sink: connected")) == [
+            f"mqtt sink: connected to 127.0.0.1:{broker.port} as streamcnn-cam",
+            f"mqtt sink: connected to 127.0.0.1:{broker.port} as streamcnn-cam-2"]
+        assert not _messages(caplog, "lost the connection")

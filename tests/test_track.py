@@ -246,3 +246,16 @@ def test_detections_to_and_from_supervision():
     # and a supervision result comes back: a filtered selection
     back = Detections.from_supervision(out[out.confidence > 0.5])
     assert back.class_name == ["person"] and back.track_id.tolist() == [3] and back.identity.tolist() == ["bob"]
+
+
+def test_a_class_name_no_detection_has_is_warned_about_once(tmp_path, dets, caplog):
+    import logging
+
+    stage, _ = _stage(tmp_path, classes=["persons", "car"])
+    with caplog.at_level(logging.WARNING):
+        _run(stage, dets[:150])
+    warned = [r.getMessage() for r in caplog.records if "no detection of" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith("stage 'track': classes: no detection of 'persons' — did you mean 'person'? in the "
+                                "first 100 frames (seen: ")
+    assert "car" not in warned[0].split("(seen")[0]  # cars are there

@@ -423,3 +423,23 @@ def test_annotate_draws_zones_before_boxes_with_their_counts():
     on_top = AnnotateStage(AnnotateStage.Params(labels=False), Context("annotate", "t")).process(
         Frame(blank.copy(), 0, 0.0, detections=det, meta={ZONES: zones})).image
     assert (on_top[100, 40] == class_color("person")).all() and (on_top[100, 30] == room).all()
+
+
+def test_a_zone_outside_the_frame_is_warned_about_and_a_bow_tie_is_explained(tmp_path, caplog):
+    import logging
+
+    from streamcnn.events import EventQueue
+    from streamcnn_plugins.zones import ZonesStage
+
+    with pytest.raises(Exception, match="enclose no area: its edges cross each other; list the points in order "
+                                        "around the area"):
+        ZonesStage.Params.model_validate({"zones": [{"name": "bow", "polygon": [[0, 0], [10, 10], [10, 0], [0, 10]]}]})
+    params = ZonesStage.Params.model_validate({"zones": [{"name": "far", "line": [[1000, 1000], [1200, 1300]]},
+                                                         {"name": "near", "line": [[0, 10], [30, 10]]}]})
+    stage = ZonesStage(params, Context("zones", "p", tmp_path, events=EventQueue()))
+    with caplog.at_level(logging.WARNING):
+        for i in range(3):
+            stage.process(Frame(np.zeros((240, 320, 3), np.uint8), i, i / 10))
+    assert [r.getMessage() for r in caplog.records] == [
+        "stage 'zones': zone 'far' lies outside the 320x240 frame (x 1000 to 1200, y 1000 to 1300 pixels): it will "
+        "count nothing; check its coordinates and units"]

@@ -155,7 +155,8 @@ class ClipSink(FileSink):
             assert self.clip is not None
             self.clip.end = stamp[0] + self.post
             by_events = self.params.events is not None
-            best = max(h.get("conf") or h.get("best_conf") or 0.0 for h in hits)
+            confs = [c for h in hits for c in (h.get("conf"), h.get("best_conf")) if isinstance(c, (int, float))]
+            best = max(confs) if confs else None  # events of zones or cameras carry no score
             if self.clip.last_trigger < 0 or stamp[0] - self.clip.last_trigger > stamp[1] * 1.5:
                 self.clip.triggers.append({"pts": round(frame.pts, 6), "frame_index": frame.index,
                                            "time": _iso(frame.capture_time), "best_conf": best,
@@ -163,7 +164,8 @@ class ClipSink(FileSink):
             run = self.clip.triggers[-1]
             run["events" if by_events else "detections"].extend(hits)
             run["last_pts"], run["last_frame_index"] = round(frame.pts, 6), frame.index
-            run["best_conf"] = max(run["best_conf"], best)
+            if best is not None:
+                run["best_conf"] = best if run["best_conf"] is None else max(run["best_conf"], best)
             self.clip.last_trigger = stamp[0]
         for packet in self.enc.encode(frame, stamp):
             self.ring.push(packet)

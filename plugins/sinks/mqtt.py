@@ -22,6 +22,9 @@ TOPIC_FIELDS = ("pipeline", "type", "zone", "class_name", "identity", "track_id"
 COUNT_FIELDS = ("pipeline", "zone")
 AVAILABILITY_FIELDS = ("pipeline",)
 _LOG_EVERY = 100  # a drop is logged the first time, then every 100th
+#: (broker, client id) of the mqtt sinks of this process: a default id already taken gets a suffix -2, -3 ...
+_CLIENT_IDS: set[tuple[str, str]] = set()
+_CLIENT_IDS_LOCK = threading.Lock()
 _UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 
@@ -207,6 +210,12 @@ class MqttSink(EventSink):
         self.host = params.host
         self.port = params.port or (8883 if params.tls else 1883)
         self.client_id = (params.client_id or "streamcnn-{pipeline}").replace("{pipeline}", ctx.pipeline)
+        with _CLIENT_IDS_LOCK:  # a broker drops a client when another connects with its id: keep them apart
+            base, n = self.client_id, 1
+            while (f"{self.host}:{self.port}", self.client_id) in _CLIENT_IDS and params.client_id is None:
+                n += 1
+                self.client_id = f"{base}-{n}"
+            _CLIENT_IDS.add((f"{self.host}:{self.port}", self.client_id))
         self.types = None if params.types is None else frozenset(params.types)
         self.where = f"{self.host}:{self.port}"
         self.availability = (None if params.availability_topic is None
@@ -352,6 +361,10 @@ class MqttSink(EventSink):
         offline = None
         if self.availability is not None:
             offline = self._publish_availability("offline")
+        with self._lock:
+            connected = self._connected
+        if not connected:  # nothing can be delivered now: do not hold up the stop for flush_timeout
+            deadline = time.monotonic()
         undelivered = sum(not _delivered(info, deadline) for info in self._pending)
         if offline is not None:
             _delivered(offline, deadline)
@@ -359,9 +372,14 @@ class MqttSink(EventSink):
             self._closing = True
         self.client.disconnect()
         self.client.loop_stop()
+        with _CLIENT_IDS_LOCK:
+            _CLIENT_IDS.discard((self.where, self.client_id))
         level = self.ctx.log.warning if (undelivered or self.dropped) else self.ctx.log.info
-        level("mqtt sink: %d messages published to %s, %d dropped, %d not delivered within flush_timeout "
-              "(%g s)", self.published, self.where, self.dropped, undelivered, self.params.flush_timeout)
+        done = f"{self.published} sent" if self.params.qos == 0 else f"{self.published - undelivered} delivered"
+        why = "" if connected else ", the broker was not connected at the end"
+        level("mqtt sink: %d messages to %s: %s, %d dropped, %d not delivered%s (flush_timeout %g s)",
+              self.published + self.dropped, self.where, done, self.dropped, undelivered, why,
+              self.params.flush_timeout)
 
 
 __all__ = ["AVAILABILITY_FIELDS", "COUNT_FIELDS", "TOPIC_FIELDS", "MqttSink"]

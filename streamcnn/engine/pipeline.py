@@ -385,7 +385,8 @@ class PipelineRun:
                 try:
                     sink.event(ev)
                 except Exception as exc:  # noqa: BLE001 - the other sinks still get the event
-                    err = StageError(self.name, sink_name, ev.frame_index, exc, kind="sink",
+                    at = self.stats.frames if ev.frame_index is None else ev.frame_index
+                    err = StageError(self.name, sink_name, at, exc, kind="sink",
                                      note=f" (event {ev.type!r})")
                     if isinstance(exc, SinkWriteError) or self.cfg.on_error == "stop":
                         raise err from exc
