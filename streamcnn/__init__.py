@@ -40,7 +40,7 @@ from .errors import (  # noqa: E402
     StageError,
     StreamcnnError,
 )
-from .events import EVENT_TYPES, Event  # noqa: E402
+from .events import EVENT_TYPES, Event, unknown_event_types  # noqa: E402
 from .frame import ZONES, Frame  # noqa: E402
 from .hookspecs import SourceEvent, hookimpl  # noqa: E402
 from .modelstage import DeviceParams, ModelParams, ModelStage  # noqa: E402
@@ -68,7 +68,7 @@ __all__ = [
     # shared Detections.data keys and class names
     "CLASS_NAME", "FACE_CLASS", "FACE_POINTS", "ZONES",
     # event types and their fields
-    "EVENT_TYPES",
+    "EVENT_TYPES", "unknown_event_types",
     # base classes and their options
     "DetectorParams", "DeviceParams", "Field", "ModelParams", "ModelStage", "Params", "EventSink", "Sink", "Source",
     "SourceParams", "Stage", "SourceEvent", "hookimpl",

@@ -468,6 +468,16 @@ class EventSink(Sink):
     """A sink for events only (``events_jsonl``, ``mqtt``, ``webhook``): implement `event`; frames
     are ignored. Open outputs in ``__init__``: events may come before the first frame."""
 
+    @classmethod
+    def check(cls, params: Params, ctx: Context) -> None:
+        """A ``types`` option naming an event type no built-in stage emits gets one warning with the
+        closest type (`streamcnn.unknown_event_types`); subclasses that override ``check`` call this."""
+        from .events import unknown_event_types
+
+        warning = unknown_event_types(getattr(params, "types", None))
+        if warning:
+            ctx.log.warning("sink '%s': types: %s", ctx.name, warning)
+
     def write(self, frame: Frame) -> None:
         """Frames are not this sink's business."""
 

@@ -151,4 +151,20 @@ def make_event(type_: str, pipeline: str, source: str, *, frame: Any = None, epo
                  None if index is None else int(index), dict(fields))
 
 
-__all__ = ["ENVELOPE", "EVENT_TYPES", "Event", "EventQueue", "jsonable", "make_event"]
+def unknown_event_types(types: list[str] | None) -> str | None:
+    """For an event filter option (``types: [...]``): a warning naming the types no built-in stage
+    emits, each with the closest built-in type (a plugin may emit its own types: not an error), or None."""
+    from .words import closest
+
+    odd = [t for t in (types or ()) if t not in EVENT_TYPES]
+    if not odd:
+        return None
+    named = []
+    for t in odd:
+        close = closest(t, EVENT_TYPES)
+        named.append(f"{t!r}" + (f" (did you mean {close!r}?)" if close else ""))
+    return (f"{', '.join(named)}: no built-in stage emits {'this event type' if len(odd) == 1 else 'these'}; fine "
+            f"if a plugin of yours does (built-in types: {', '.join(EVENT_TYPES)})")
+
+
+__all__ = ["ENVELOPE", "EVENT_TYPES", "Event", "EventQueue", "jsonable", "make_event", "unknown_event_types"]

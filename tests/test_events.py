@@ -203,3 +203,23 @@ def more_sinks():
     # the other sink still got both events, and all 12 frames went through
     assert [json.loads(x)["frame_index"] for x in (tmp_path / "ev.jsonl").read_text().splitlines()] == [0, 10]
     assert "12 frames" in r.stderr + r.stdout
+
+
+def test_an_event_type_filter_with_a_typo_is_warned_about(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          p:
+            source: {uri: pattern, frames: 3}
+            sinks:
+              - events_jsonl: {path: e.jsonl, types: [crossing, crossed]}
+              - events_jsonl: {path: f.jsonl, types: [crowd]}
+        """)
+    r = run_cli("validate", str(cfg), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warnings = [line.split("WARNING ")[1] for line in r.stderr.splitlines() if "WARNING" in line]
+    built_in = "appeared, disappeared, recognised, entered, left, crossed, disconnected, reconnected"
+    assert warnings == [
+        "streamcnn.p.events_jsonl: sink 'events_jsonl': types: 'crossing' (did you mean 'crossed'?): no built-in "
+        f"stage emits this event type; fine if a plugin of yours does (built-in types: {built_in})",
+        "streamcnn.p.events_jsonl: sink 'events_jsonl': types: 'crowd' (did you mean 'crossed'?): no built-in stage "
+        f"emits this event type; fine if a plugin of yours does (built-in types: {built_in})"]

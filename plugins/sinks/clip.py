@@ -23,7 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from streamcnn import Context, Event, Field, Frame, Output, SinkWriteError, StreamcnnError, StreamInfo
+from streamcnn import (
+    Context,
+    Event,
+    Field,
+    Frame,
+    Output,
+    SinkWriteError,
+    StreamcnnError,
+    StreamInfo,
+    unknown_event_types,
+)
 from streamcnn import recording as rec
 
 from .encoding import EncoderParams, FrameEncoder
@@ -66,6 +76,9 @@ class ClipSink(FileSink):
 
     @classmethod
     def check(cls, params: ClipParams, ctx: Context) -> None:
+        warning = unknown_event_types(params.events)
+        if warning:
+            ctx.log.warning("sink '%s': events: %s", ctx.name, warning)
         problem = rec.template_problem(params.path, segmented=True)
         if problem:
             raise ValueError(problem)

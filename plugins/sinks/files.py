@@ -19,6 +19,7 @@ class FileSink(Sink):
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
+        super().check(params, ctx)
         ctx.check_writable(params.path)
 
     @classmethod

@@ -153,6 +153,7 @@ class MqttSink(EventSink):
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
+        super().check(params, ctx)
         try:
             import paho.mqtt.client as mqtt
         except ImportError:

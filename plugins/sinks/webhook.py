@@ -78,6 +78,7 @@ class WebhookSink(EventSink):
 
     @classmethod
     def check(cls, params: Params, ctx: Context) -> None:
+        super().check(params, ctx)
         cls.split_url(params.url)
         cls.token(params)
         auth_headers = [k for k in params.headers if k.lower() == "authorization"]
