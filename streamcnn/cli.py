@@ -249,9 +249,6 @@ def plugins_cmd(file: str | None, show: str | None) -> None:
 
 
 def _show_options(plugins, show: str, file: str | None = None) -> None:
-    from pydantic_core import PydanticUndefined
-
-    from .config.messages import describe_expected
     from .words import suggest
 
     entries = [e for kind in KINDS for e in plugins.types[kind].values() if show in ("all", e.name)]
@@ -266,17 +263,36 @@ def _show_options(plugins, show: str, file: str | None = None) -> None:
         model = e.cls.Params
         doc = (e.cls.__doc__ or "").strip().splitlines()
         click.echo(f"{e.kind} {e.name}" + (f" — {doc[0]}" if doc else ""))
-        for fname, info in model.model_fields.items():
-            if info.default is PydanticUndefined and info.default_factory is None:
-                default = "required"
-            elif info.default_factory is not None or info.default is None:
-                default = "optional"
-            else:
-                default = f"default {yaml.safe_dump(info.default, default_flow_style=True).splitlines()[0]}"
-            expected = describe_expected(model, (fname,)) or "any value"  # never a Python type name
-            desc = f" — {info.description}" if info.description else ""
-            click.echo(f"    {fname}: {expected}; {default}{desc}")
+        _echo_options(model, "    ")
         click.echo("")
+
+
+def _echo_options(model: type, indent: str) -> None:
+    """One line per option of ``model``; the options of an item of a list of mappings (``zones:``)
+    indented under it."""
+    import typing
+
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
+
+    from .config.messages import describe_expected
+
+    for fname, info in model.model_fields.items():
+        if info.default is PydanticUndefined and info.default_factory is None:
+            default = "required"
+        elif info.default_factory is not None or info.default is None:
+            default = "optional"
+        else:
+            default = f"default {yaml.safe_dump(info.default, default_flow_style=True).splitlines()[0]}"
+        expected = describe_expected(model, (fname,)) or "any value"  # never a Python type name
+        args = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is list else ()
+        item = args[0] if args and isinstance(args[0], type) and issubclass(args[0], BaseModel) else None
+        if item is not None:
+            expected = "a list of mappings, each with the options below"
+        desc = f" — {info.description}" if info.description else ""
+        click.echo(f"{indent}{fname}: {expected}; {default}{desc}")
+        if item is not None:
+            _echo_options(item, indent + "    ")
 
 
 @main.command("models")
