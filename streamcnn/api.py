@@ -457,6 +457,12 @@ class Sink(_Component):
         """Consume one processed frame (called from the pipeline's thread, in frame order)."""
         raise NotImplementedError(f"{type(self).__name__}.write is not implemented")
 
+    def stats(self) -> dict[str, int]:
+        """The sink's own counts for the metrics (``streamcnn_sink_<key>_total``), e.g. the ``mqtt``
+        sink's ``{"published": n, "dropped": m}``; read from another thread at scrape time, so return
+        plain ints. Default: none."""
+        return {}
+
     def event(self, event: Event) -> None:
         """Consume one event of this pipeline (`streamcnn.Event`), on the pipeline's thread, in the
         order they were emitted: a frame's events before that frame's ``write``, a camera's events

@@ -106,7 +106,13 @@ def _log_options(fn):
               help="Run only this pipeline (repeatable). Default: all pipelines in FILE.")
 @click.option("-n", "--max-frames", type=click.IntRange(min=1), default=None,
               help="Stop each pipeline after N processed frames.")
-def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
+@click.option("--serve", metavar="[HOST:]PORT", default=None,
+              help="Serve the control plane (/metrics, /healthz, /readyz, /api/pipelines) on HOST:PORT "
+                   "(127.0.0.1 unless given; another address needs STREAMCNN_TOKEN or --token-file).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the control plane's bearer token (instead of STREAMCNN_TOKEN).")
+def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: str | None = None,
+        token_file: str | None = None) -> None:
     """Run the pipelines in FILE until their sources end or Ctrl-C / SIGTERM.
 
     On Ctrl-C or SIGTERM the sources stop, queued frames are processed and every sink is
@@ -126,6 +132,20 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
                    err=True)
         _exit(1)
     engine = Engine(config, None, max_frames, insist=bool(pipelines))
+    server = None
+    if serve is not None:
+        from .metrics import Metrics
+        from .server import ControlServer, load_token, parse_address
+
+        try:
+            host, port = parse_address(serve)
+            metrics = Metrics()
+            metrics.attach(engine.runs)
+            for r in engine.runs:
+                r.metrics = metrics
+            server = ControlServer(lambda: engine.runs, metrics, host, port, load_token(host, token_file)).start()
+        except StreamcnnError as exc:
+            _fail(exc)
 
     def on_signal(signum: int, _frame: object) -> None:
         if engine.stopping:
@@ -139,6 +159,8 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None) -> None:
         for sig in _startup.SIGNALS:  # SIGINT, SIGTERM, SIGHUP
             signal.signal(sig, on_signal)
     engine.run()
+    if server is not None:
+        server.stop()
     failed = engine.failed
     for r in failed:
         err = redact(r.stats.error or "")

@@ -344,6 +344,10 @@ class MqttSink(EventSink):
             if len(self._pending) > 2 * self.params.buffer:  # an old one still unacknowledged
                 self._pending = collections.deque(i for i in self._pending if not i.is_published())
 
+    def stats(self) -> dict[str, int]:
+        """``published`` (messages handed to paho) and ``dropped`` (buffer full, or QoS 0 while away)."""
+        return {"published": self.published, "dropped": self.dropped}
+
     def event(self, event: Event) -> None:
         if self.types is None or event.type in self.types:
             values = {name: event.get(name) for name in TOPIC_FIELDS}

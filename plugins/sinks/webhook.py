@@ -147,6 +147,10 @@ class WebhookSink(EventSink):
         return f"<WebhookSink {self.shown}>"
 
     # -- the pipeline thread ------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """``delivered``, ``failed`` (given up after the retries, or refused) and ``dropped`` (queue full)."""
+        return {"delivered": self.delivered, "failed": self.failed, "dropped": self.dropped}
+
     def event(self, event: Event) -> None:
         if self.types is not None and event.type not in self.types:
             return

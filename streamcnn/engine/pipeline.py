@@ -20,8 +20,10 @@ from ..config import PipelineConfig
 from ..errors import SinkWriteError, StageError, StreamcnnError, where
 from ..events import EventQueue, make_event
 from ..frame import Frame
+from ..metrics import FrameRate
 from ..pluginmanager import call_hook, hook_failure
 from ..redact import redact
+from ..runtime import ModelSession
 from .buffer import BufferClosed, BufferEmpty
 from .inflight import InFlight, Outcome
 from .reader import SourceReader
@@ -87,6 +89,14 @@ class PipelineRun:
     _last_kind: str = "stage"  # "stage" or "sink": what raised last
     events: EventQueue = field(default_factory=EventQueue)  # emitted, not yet handed to the hook and sinks
     _event_errors: int = 0
+    metrics: Any = None  # a streamcnn.metrics.Metrics: per-frame latency histograms observed when set
+    #: connecting (no frame yet), running, reconnecting (the source dropped), stopped, failed
+    state: str = "connecting"
+    event_counts: dict[str, int] = field(default_factory=dict)  # events handed on, by type
+    rate: FrameRate = field(default_factory=FrameRate)
+    _stages: list[tuple[str, Stage]] = field(default_factory=list)
+    _sinks: list[tuple[str, Sink]] = field(default_factory=list)
+    _observe: dict[str, Any] = field(default_factory=dict)  # stage name -> its latency histogram child
 
     @property
     def name(self) -> str:
@@ -111,6 +121,11 @@ class PipelineRun:
         source = str(detail.get("source", ""))
         call_hook(self.hook.streamcnn_source_event, logging.getLogger(f"streamcnn.{self.name}"),
                   f"pipeline '{self.name}'", pipeline=self.name, source=source, event=event, detail=detail)
+        if not self.stop_event.is_set():
+            if event == "disconnected":  # a camera that never delivered a frame is still connecting
+                self.state = "connecting" if detail.get("first_connect") else "reconnecting"
+            else:
+                self.state = "running"
         # the same outage as an Event, handed to streamcnn_event and the sinks on the pipeline thread
         self.events.put(make_event(event, self.name, source, **{k: v for k, v in detail.items() if k != "source"}))
 
@@ -132,6 +147,7 @@ class PipelineRun:
                 comp.ctx.source = source.id
             for comp in self.cfg.sinks:
                 sinks.append((comp.type_name, comp.build()))
+            self._stages, self._sinks = stages, sinks
             policy = self.cfg.source.params.policy or ("latest" if source.live else "all")
             self.reader = SourceReader(
                 source, policy, self.cfg.source.params.queue_size, name, on_event=self._on_source_event
@@ -185,6 +201,7 @@ class PipelineRun:
             for stage_name, stage in stages:
                 _close(stage, plog, name, f"stage '{stage_name}'")
             self.stats.seconds = time.perf_counter() - t0
+            self.state = "failed" if self.stats.error is not None else "stopped"
             summary = {k: v for k, v in self.stats.as_dict().items() if k != "error"}
             plog.info("pipeline '%s' stopped: %s", name, summary)
             self._call_hook("streamcnn_pipeline_stopped", plog, pipeline=name, stats=self.stats.as_dict())
@@ -239,6 +256,8 @@ class PipelineRun:
             if not self._taken and self.reader is not None:  # the stages learn the frame rate now
                 for comp in (*self.cfg.stages, *self.cfg.sinks):
                     comp.ctx.fps = self.reader.fps
+                if self.state == "connecting":
+                    self.state = "running"
             self._taken += 1
             return frame
 
@@ -285,7 +304,9 @@ class PipelineRun:
                 break
             batch = [outcomes[k][0] for k in live]
             try:
+                t0 = time.perf_counter()
                 done = stage.process_batch(batch)
+                self._observe_stage(stages[i][0], (time.perf_counter() - t0) / len(batch), len(batch))
                 if not isinstance(done, list) or len(done) != len(batch) or not all(
                         type(f) is Frame and _valid_image(f.image) for f in done):
                     raise TypeError("process_batch() must return a list of as many Frames as it was given")
@@ -305,7 +326,9 @@ class PipelineRun:
         stage_name = ""
         try:
             for stage_name, stage in stages:  # noqa: B007 - stage_name names the failing stage below
+                t0 = time.perf_counter()
                 frame = stage.process(frame)
+                self._observe_stage(stage_name, time.perf_counter() - t0)
                 if type(frame) is not Frame or not _valid_image(frame.image):
                     raise TypeError(_bad_output(frame))
         except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill a long run
@@ -349,6 +372,9 @@ class PipelineRun:
         if failed:
             return False
         stats.frames += 1
+        self.rate.tick()
+        if self.metrics is not None and frame.capture_time > 0:
+            self.metrics.frame_age.labels(name).observe(max(0.0, time.time() - frame.capture_time))
         frame_done = self.hook.streamcnn_frame_done
         try:
             frame_done(pipeline=name, frame=frame)
@@ -362,6 +388,50 @@ class PipelineRun:
             self.reader.stop()
             return True
         return False
+
+    def _observe_stage(self, stage_name: str, seconds: float, frames: int = 1) -> None:
+        """One frame's time in a stage (``frames`` observations of a batch's share) to the metrics."""
+        if self.metrics is None:
+            return
+        child = self._observe.get(stage_name)
+        if child is None:
+            child = self._observe[stage_name] = self.metrics.stage_seconds.labels(self.name, stage_name)
+        for _ in range(frames):
+            child.observe(seconds)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the control plane shows of this run, read from its live counters (any thread):
+        ``state``, ``source``, the counters of `PipelineStats` and of the reader (``frames_read``,
+        ``frames_dropped`` ...), ``fps_now`` (last 2 s), ``fps`` (whole run), ``queued``,
+        ``events`` (by type), ``providers`` (model stage → execution provider), ``sinks`` (a sink's
+        ``stats()``), ``error``."""
+        reader, stats = self.reader, self.stats
+        sinks: dict[str, dict[str, int]] = {}
+        for sink_name, sink in list(self._sinks):
+            counts = sink.stats() if hasattr(sink, "stats") else {}
+            if counts:
+                key, n = sink_name, 2
+                while key in sinks:
+                    key, n = f"{sink_name}#{n}", n + 1
+                sinks[key] = dict(counts)
+        providers = {}
+        for stage_name, stage in list(self._stages):
+            session = _session_of(stage)
+            if session is not None:
+                providers[stage_name] = str(session.provider)
+        return {
+            "name": self.name, "state": self.state,
+            "source": redact(reader.source.id) if reader is not None else redact(str(self.cfg.source.params.uri)),
+            "frames_read": reader.frames if reader is not None else 0,
+            "frames_processed": stats.frames, "frames_skipped": stats.skipped,
+            "frames_dropped": reader.dropped if reader is not None else stats.dropped,
+            "pts_discontinuities": reader.pts_discontinuities if reader is not None else stats.pts_discontinuities,
+            "reconnects": reader.reconnects if reader is not None else stats.reconnects,
+            "queued": reader.queued if reader is not None else 0,
+            "fps_now": round(self.rate.fps(), 3), "fps": round(stats.fps, 3) if stats.seconds else None,
+            "events": dict(self.event_counts), "providers": providers, "sinks": sinks,
+            "error": redact(stats.error) if stats.error else None,
+        }
 
     def _finish_stages(self, stages: list[tuple[str, Stage]], plog: logging.Logger) -> None:
         """The stream ended: each stage's ``finish`` (its last events), in order; one that raises is
@@ -380,6 +450,7 @@ class PipelineRun:
         ``event``. A sink that raises is reported with its name, the event type and frame index (the
         run stops on `SinkWriteError`, and on anything under ``on_error: stop``)."""
         for ev in self.events.take():
+            self.event_counts[ev.type] = self.event_counts.get(ev.type, 0) + 1
             self._call_hook("streamcnn_event", plog, pipeline=self.name, event=ev)
             for sink_name, sink in sinks:
                 try:
@@ -404,6 +475,22 @@ class PipelineRun:
         if self.stats.skipped <= _ERROR_LOG_FIRST or self.stats.skipped % _ERROR_LOG_EVERY == 0:
             plog.error("%s (frame skipped; %d skipped so far)", err, self.stats.skipped)
             plog.debug("traceback", exc_info=exc)
+
+
+def _session_of(obj: Any, depth: int = 2) -> ModelSession | None:
+    """The first `ModelSession` among ``obj``'s attributes (and theirs, lists and dicts too, to ``depth``)."""
+    values = list(obj.values()) if isinstance(obj, dict) else list(obj) if isinstance(obj, (list, tuple)) \
+        else list(getattr(obj, "__dict__", {}).values())
+    for value in values:
+        if isinstance(value, ModelSession):
+            return value
+    if depth > 0:
+        for value in values:
+            if isinstance(value, (dict, list, tuple)) or hasattr(value, "__dict__"):
+                found = _session_of(value, depth - 1)
+                if found is not None:
+                    return found
+    return None
 
 
 def stateless_prefix(stages: list[Stage]) -> int:

@@ -1,0 +1,192 @@
+"""The control plane (issue 13, first part): Prometheus metrics read from the pipelines' own counters,
+health and readiness, the read-only pipelines API, the token for other addresses — over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from streamcnn.config import load_config
+from streamcnn.engine import Engine
+from streamcnn.errors import StreamcnnError
+
+from .conftest import run_cli, wait_until, write
+
+pytest.importorskip("starlette", reason="the control server needs starlette and uvicorn (pip install -e .)")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from streamcnn.metrics import Metrics  # noqa: E402
+from streamcnn.server import ControlServer, load_token, parse_address  # noqa: E402
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _samples(text: bytes) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _serve(cfg, **kw):
+    engine = Engine(load_config(cfg))
+    metrics = Metrics()
+    metrics.attach(engine.runs)
+    for r in engine.runs:
+        r.metrics = metrics
+    server = ControlServer(lambda: engine.runs, metrics, "127.0.0.1", 0, **kw).start()
+    return engine, server
+
+
+def test_metrics_move_during_the_run_and_agree_with_its_summary_at_the_end(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          cam:
+            source: {uri: pattern, size: 64x48, fps: 50, frames: 150, realtime: true}
+            stages: [{edges: {kernel: sobel}}]
+            sinks: [{jsonl: {path: out.jsonl}}]
+        """)
+    engine, server = _serve(cfg)
+    try:
+        engine.start()
+        assert wait_until(lambda: engine.runs[0].stats.frames >= 20, 30)
+        status, body = _get(f"{server.url}/metrics")
+        assert status == 200
+        mid = _samples(body)
+        assert 20 <= mid[("streamcnn_frames_processed_total", (("pipeline", "cam"),))] < 150
+        assert mid[("streamcnn_source_up", (("pipeline", "cam"),))] == 1.0
+        assert mid[("streamcnn_fps", (("pipeline", "cam"),))] == pytest.approx(50, rel=0.3)  # realtime: 50 fps
+        status, ready = _get(f"{server.url}/readyz")
+        assert status == 200 and json.loads(ready) == {"ready": True, "pipelines": {"cam": "running"}}
+        engine.wait()
+        stats = engine.runs[0].stats
+        end = _samples(_get(f"{server.url}/metrics")[1])
+        cam = (("pipeline", "cam"),)
+        assert end[("streamcnn_frames_processed_total", cam)] == stats.frames == 150
+        assert end[("streamcnn_frames_read_total", cam)] == 150
+        assert end[("streamcnn_frames_dropped_total", cam)] == stats.dropped
+        assert end[("streamcnn_frames_skipped_total", cam)] == stats.skipped == 0
+        assert end[("streamcnn_reconnects_total", cam)] == stats.reconnects == 0
+        assert end[("streamcnn_stage_duration_seconds_count", (("pipeline", "cam"), ("stage", "edges")))] == 150
+        assert end[("streamcnn_frame_age_seconds_count", cam)] == 150
+        assert end[("streamcnn_model_info", (("pipeline", "cam"), ("provider", "CPUExecutionProvider"),
+                                             ("stage", "edges")))] == 1.0
+        assert end[("streamcnn_source_up", cam)] == 0.0  # stopped
+        status, ready = _get(f"{server.url}/readyz")
+        assert status == 503 and json.loads(ready)["pipelines"] == {"cam": "stopped"}
+        status, body = _get(f"{server.url}/api/pipelines")
+        (snap,) = json.loads(body)
+        assert (snap["name"], snap["state"], snap["source"], snap["frames_processed"], snap["error"]) == (
+            "cam", "stopped", "pattern", 150, None)
+        assert snap["providers"] == {"edges": "CPUExecutionProvider"}
+    finally:
+        engine.stop()
+        server.stop()
+
+
+def test_events_and_sink_counters_are_metrics_and_credentials_never_show(tmp_path):
+    write(tmp_path / "emit.py", '''
+import streamcnn
+
+class Emit(streamcnn.Stage):
+    def process(self, frame):
+        if frame.index % 5 == 0:
+            self.ctx.emit("crossed", frame, zone="door")
+        return frame
+
+@streamcnn.hookimpl
+def streamcnn_stage_types():
+    return {"emit": Emit}
+''')
+    cfg = write(tmp_path / "p.yaml", """
+        plugins: [./emit.py]
+        pipelines:
+          cam:
+            source: {uri: pattern, size: 32x24, frames: 20}
+            stages: [emit]
+            sinks: [{mqtt: {port: 9, qos: 0, flush_timeout: 0}}]
+          dead:
+            source: {uri: "rtsp://admin:s3cret@127.0.0.1:9/stream", backoff_initial: 5, open_timeout: 1}
+        """)
+    engine, server = _serve(cfg)
+    try:
+        engine.start()
+        assert wait_until(lambda: engine.runs[0].state == "stopped", 30)
+        text = _get(f"{server.url}/metrics")[1]
+        samples = _samples(text)
+        assert samples[("streamcnn_events_total", (("pipeline", "cam"), ("type", "crossed")))] == 4
+        assert samples[("streamcnn_sink_dropped_total", (("pipeline", "cam"), ("sink", "mqtt")))] == 4  # no broker
+        assert samples[("streamcnn_sink_published_total", (("pipeline", "cam"), ("sink", "mqtt")))] == 0
+        status, body = _get(f"{server.url}/api/pipelines/dead")
+        snap = json.loads(body)
+        assert status == 200 and snap["state"] == "connecting" and snap["source"] == "rtsp://***@127.0.0.1:9/stream"
+        everything = text + _get(f"{server.url}/api/pipelines")[1]
+        assert b"s3cret" not in everything and b"admin" not in everything
+        status, body = _get(f"{server.url}/api/pipelines/nope")
+        assert status == 404 and json.loads(body) == {"error": "no pipeline named 'nope'", "pipelines": ["cam", "dead"]}
+        schema = json.loads(_get(f"{server.url}/openapi.json")[1])
+        assert {"/healthz", "/readyz", "/metrics", "/api/pipelines", "/api/pipelines/{name}"} <= set(schema["paths"])
+    finally:
+        engine.stop()
+        engine.wait()
+        server.stop()
+
+
+def test_a_token_guards_every_route_but_healthz(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          cam: {source: {uri: pattern, size: 32x24, frames: 5}}
+        """)
+    engine, server = _serve(cfg, token="t0ken-4711")
+    try:
+        assert _get(f"{server.url}/healthz")[0] == 200
+        status, body = _get(f"{server.url}/api/pipelines")
+        assert status == 401 and json.loads(body) == {"error": "send the token: Authorization: Bearer TOKEN"}
+        assert _get(f"{server.url}/metrics", "wrong")[0] == 401
+        assert _get(f"{server.url}/metrics", "t0ken-4711")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_addresses_and_tokens(tmp_path, monkeypatch):
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:0") == ("0.0.0.0", 0)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    with pytest.raises(StreamcnnError, match=r"^--serve 'x': expected PORT or HOST:PORT \(e.g. 8080, "):
+        parse_address("x")
+    monkeypatch.delenv("STREAMCNN_TOKEN", raising=False)
+    assert load_token("127.0.0.1") is None
+    with pytest.raises(StreamcnnError) as info:
+        load_token("0.0.0.0")
+    assert str(info.value) == (
+        "--serve on 0.0.0.0: the control server answers other machines there, so it needs a token: set "
+        "STREAMCNN_TOKEN or give --token-file FILE (clients then send 'Authorization: Bearer TOKEN'), or serve on "
+        "127.0.0.1")
+    monkeypatch.setenv("STREAMCNN_TOKEN", " abc ")
+    assert load_token("0.0.0.0") == "abc"
+    (tmp_path / "tok").write_text("from-file\n")
+    assert load_token("0.0.0.0", str(tmp_path / "tok")) == "from-file"
+
+
+def test_the_cli_serves_while_it_runs_and_refuses_an_open_address_without_a_token(tmp_path):
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          cam: {source: {uri: pattern, size: 32x24, frames: 5}}
+        """)
+    r = run_cli("run", str(cfg), "--serve", "127.0.0.1:0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "control server on http://127.0.0.1:" in r.stderr
+    r = run_cli("run", str(cfg), "--serve", "0.0.0.0:0", cwd=tmp_path, env={"STREAMCNN_TOKEN": ""})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--serve on 0.0.0.0: the control server answers other machines there, so it needs a token" in r.stderr
