@@ -108,11 +108,15 @@ def _log_options(fn):
               help="Stop each pipeline after N processed frames.")
 @click.option("--serve", metavar="[HOST:]PORT", default=None,
               help="Serve the control plane (/metrics, /healthz, /readyz, /api/pipelines) on HOST:PORT "
-                   "(127.0.0.1 unless given; another address needs STREAMCNN_TOKEN or --token-file).")
+                   "(127.0.0.1 unless given; another address needs STREAMCNN_TOKEN or --token-file). The run "
+                   "then goes on until Ctrl-C/SIGTERM, also after its pipelines ended (more can be added).")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="File holding the control plane's bearer token (instead of STREAMCNN_TOKEN).")
+@click.option("--watch", is_flag=True, default=False,
+              help="Apply edits of FILE while running: new pipelines start, removed ones stop, changed ones "
+                   "restart, the others run on; an invalid edit is reported and ignored. Runs until Ctrl-C.")
 def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: str | None = None,
-        token_file: str | None = None) -> None:
+        token_file: str | None = None, watch: bool = False) -> None:
     """Run the pipelines in FILE until their sources end or Ctrl-C / SIGTERM.
 
     On Ctrl-C or SIGTERM the sources stop, queued frames are processed and every sink is
@@ -135,15 +139,17 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: st
     server = None
     if serve is not None:
         from .metrics import Metrics
-        from .server import ControlServer, load_token, parse_address
+        from .server import ControlServer, EngineControl, load_token, parse_address
 
         try:
             host, port = parse_address(serve)
             metrics = Metrics()
             metrics.attach(engine.runs)
+            engine.metrics = metrics
             for r in engine.runs:
                 r.metrics = metrics
-            server = ControlServer(lambda: engine.runs, metrics, host, port, load_token(host, token_file)).start()
+            control = EngineControl(engine, config)
+            server = ControlServer(control.runs, metrics, host, port, load_token(host, token_file), control).start()
         except StreamcnnError as exc:
             _fail(exc)
 
@@ -158,7 +164,16 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: st
     if threading.current_thread() is threading.main_thread():
         for sig in _startup.SIGNALS:  # SIGINT, SIGTERM, SIGHUP
             signal.signal(sig, on_signal)
-    engine.run()
+    engine.start()
+    watcher = None
+    if watch:
+        from .watch import ConfigWatcher
+
+        watcher = ConfigWatcher(file, engine, config).start()
+    # serving or watching: until Ctrl-C/SIGTERM (pipelines may be added)
+    engine.wait(forever=server is not None or watcher is not None)
+    if watcher is not None:
+        watcher.stop()
     if server is not None:
         server.stop()
     failed = engine.failed

@@ -179,14 +179,161 @@ def test_addresses_and_tokens(tmp_path, monkeypatch):
     assert load_token("0.0.0.0", str(tmp_path / "tok")) == "from-file"
 
 
-def test_the_cli_serves_while_it_runs_and_refuses_an_open_address_without_a_token(tmp_path):
+def test_the_cli_serves_until_ctrl_c_and_refuses_an_open_address_without_a_token(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
     cfg = write(tmp_path / "p.yaml", """
         pipelines:
-          cam: {source: {uri: pattern, size: 32x24, frames: 5}}
+          cam: {source: {uri: pattern, size: 32x24, frames: 5}, sinks: [{jsonl: {path: cam.jsonl}}]}
         """)
-    r = run_cli("run", str(cfg), "--serve", "127.0.0.1:0", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "control server on http://127.0.0.1:" in r.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "streamcnn", "run", str(cfg), "--serve", "127.0.0.1:0"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"control server on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "no control server line"
+        # the pipeline ends, the server stays up for more
+        assert wait_until(lambda: json.loads(_get(f"{url}/api/pipelines")[1])[0]["state"] == "stopped", 30)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, out
+        assert "cam: 5 frames" in out and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     r = run_cli("run", str(cfg), "--serve", "0.0.0.0:0", cwd=tmp_path, env={"STREAMCNN_TOKEN": ""})
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--serve on 0.0.0.0: the control server answers other machines there, so it needs a token" in r.stderr
+    assert not os.path.exists(tmp_path / "never")
+
+
+def _post(url: str, body: str, method: str = "POST") -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body.encode(), method=method, headers={"Content-Type": "application/yaml"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_pipelines_are_added_deleted_and_restarted_through_the_api_without_touching_the_others(tmp_path):
+    from streamcnn.server import EngineControl
+
+    cfg = write(tmp_path / "p.yaml", """
+        pipelines:
+          one:
+            source: {uri: pattern, size: 32x24, fps: 50, frames: null, realtime: true}
+            sinks: [{jsonl: {path: out/one.jsonl}}]
+        """)
+    config = load_config(cfg)
+    engine = Engine(config)
+    metrics = Metrics()
+    metrics.attach(engine.runs)
+    engine.metrics = metrics
+    control = EngineControl(engine, config)
+    server = ControlServer(control.runs, metrics, "127.0.0.1", 0, control=control).start()
+    api = f"{server.url}/api/pipelines"
+    try:
+        engine.start()
+        one = engine.find("one")
+        assert wait_until(lambda: one.stats.frames >= 10, 30)
+        two = """
+pipelines:
+  two:
+    source: {uri: pattern, size: 32x24, fps: 50, frames: null, realtime: true}
+    stages: [{edges: {kernel: sobel}}]
+    sinks: [{jsonl: {path: out/two.jsonl}}]
+"""
+        assert _post(api, two) == (201, {"added": ["two"]})
+        assert wait_until(lambda: (engine.find("two") is not None and engine.find("two").stats.frames >= 10), 30)
+        states = {p["name"]: p["state"] for p in json.loads(_get(api)[1])}
+        assert states == {"one": "running", "two": "running"}
+        assert _post(api, two)[0] == 409  # already running
+        # an invalid definition: 422 with exactly the messages `streamcnn validate` gives for it
+        bad = two.replace("two:", "bad:").replace("kernel: sobel", "kernl: sobel")
+        status, body = _post(api, bad)
+        assert status == 422
+        (tmp_path / "bad.yaml").write_text(bad)
+        with pytest.raises(Exception) as info:
+            load_config(tmp_path / "bad.yaml", check=True)
+        assert [e["text"] for e in body["errors"]] == [str(info.value).replace(str(tmp_path / "bad.yaml"), "<request>")]
+        assert body["errors"][0]["path"] == "pipelines.bad.stages[0].edges.kernl" and body["errors"][0]["line"] == 5
+        # delete: stopped gracefully, its file complete; the first pipeline never stopped
+        before = one.stats.frames
+        status, final = _post(f"{api}/two", "", method="DELETE")
+        assert status == 200 and final["state"] == "stopped" and final["error"] is None
+        lines = (tmp_path / "out" / "two.jsonl").read_text().splitlines()
+        assert len(lines) == final["frames_processed"] >= 10 and [json.loads(x)["index"] for x in lines] == \
+            list(range(len(lines)))
+        assert engine.find("two") is None and {p["name"] for p in json.loads(_get(api)[1])} == {"one"}
+        assert one.stats.frames >= before and one.state == "running" and engine.find("one") is one
+        assert _post(f"{api}/two", "", method="DELETE")[0] == 404
+        # restart: a new run of `one` (its counters start again), nothing else changes
+        status, snap = _post(f"{api}/one/restart", "")
+        assert status == 200 and snap["name"] == "one"
+        assert engine.find("one") is not one and one.state == "stopped"
+        assert wait_until(lambda: engine.find("one").stats.frames >= 5, 30)
+    finally:
+        engine.stop()
+        engine.wait()
+        server.stop()
+
+
+def test_editing_the_watched_file_applies_the_difference_and_an_invalid_edit_is_ignored(tmp_path, caplog):
+    import logging
+
+    from streamcnn.watch import ConfigWatcher
+
+    one = """
+          one:
+            source: {uri: pattern, size: 32x24, fps: 50, frames: null, realtime: true}
+            sinks: [{jsonl: {path: out/one.jsonl}}]
+"""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("pipelines:" + one)
+    config = load_config(cfg)
+    engine = Engine(config)
+    watcher = ConfigWatcher(cfg, engine, config, interval=0.1)
+    try:
+        engine.start()
+        first = engine.find("one")
+        assert wait_until(lambda: first.stats.frames >= 10, 30)
+        # add `two`, leave `one` as it was
+        cfg.write_text("pipelines:" + one + one.replace("one", "two"))
+        with caplog.at_level(logging.INFO, logger="streamcnn.watch"):
+            assert watcher.check()
+        assert engine.find("one") is first and first.state == "running"  # undisturbed: same run
+        two = engine.find("two")
+        assert two is not None and wait_until(lambda: two.stats.frames >= 5, 30)
+        # an invalid edit: reported, nothing changes
+        frames = first.stats.frames
+        cfg.write_text("pipelines:" + one + one.replace("one", "two").replace("fps: 50", "fps: -5"))
+        with caplog.at_level(logging.INFO, logger="streamcnn.watch"):
+            assert not watcher.check()
+        assert watcher.rejected == 1 and engine.find("two") is two and two.state == "running"
+        assert "p.yaml changed but is not valid; nothing was applied, the pipelines keep running:" in caplog.text
+        assert "pipelines.two.source.fps: expected a number > 0, got -5" in caplog.text
+        # change `two`, remove nothing: `two` restarts, `one` goes on counting
+        cfg.write_text("pipelines:" + one + one.replace("one", "two").replace("32x24", "64x48"))
+        assert watcher.check()
+        assert engine.find("two") is not two and two.state == "stopped"
+        assert engine.find("one") is first and first.stats.frames >= frames
+        assert wait_until(lambda: engine.find("two").stats.frames >= 5, 30)
+        # remove `two`: stopped, its file complete
+        cfg.write_text("pipelines:" + one)
+        assert watcher.check()
+        assert engine.find("two") is None and engine.find("one") is first
+        lines = (tmp_path / "out" / "two.jsonl").read_text().splitlines()
+        assert lines and all(json.loads(x)["width"] == 64 for x in lines)
+        assert "pipeline 'two' added to" in caplog.text
+    finally:
+        engine.stop()
+        engine.wait()

@@ -7,7 +7,7 @@ params), ``resolved`` (the result: `Config`, `PipelineConfig`, `Component`), ``l
 """
 
 from .components import pick_source_type
-from .loader import load_config
+from .loader import load_config, load_config_text
 from .resolved import Component, Config, PipelineConfig
 
-__all__ = ["Component", "Config", "PipelineConfig", "load_config", "pick_source_type"]
+__all__ = ["Component", "Config", "PipelineConfig", "load_config", "load_config_text", "pick_source_type"]

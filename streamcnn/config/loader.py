@@ -29,7 +29,7 @@ from ..api import Output
 from ..errors import ConfigError, ConfigErrors, MissingAssetError, PluginError
 from ..pluginmanager import PluginRef, Plugins, load_plugins
 from ..words import suggest
-from ..yamlpos import Positions, read_yaml_file
+from ..yamlpos import Positions, load_yaml, read_yaml_file
 from .components import resolve_item, resolve_source
 from .messages import pydantic_to_config_errors
 from .resolved import Component, Config, PipelineConfig
@@ -57,7 +57,28 @@ def load_config(
     """
     file = str(file)
     data, positions, _ = read_yaml_file(file)
-    config_dir = Path(file).resolve().parent
+    return _load(data, positions, file, Path(file).resolve().parent, plugins, check, only)
+
+
+def load_config_text(text: str, label: str, config_dir: Path, plugins: Plugins | None = None,
+                     check: bool = True) -> Config:
+    """Validate and resolve a configuration given as YAML (or JSON) text, e.g. a pipeline posted to
+    the control server, exactly like a file: the same messages, key paths, and lines and columns
+    within ``text``; ``label`` stands for the file name in them.
+
+    Args:
+        config_dir: the folder relative paths in it are resolved against (the running file's).
+        plugins: the plugins already loaded (default: load them, and ``text``'s ``plugins:``).
+
+    Raises:
+        ConfigError / ConfigErrors: as `load_config`.
+    """
+    data, positions = load_yaml(text, label)
+    return _load(data, positions, label, Path(config_dir), plugins, check, None)
+
+
+def _load(data, positions: Positions, file: str, config_dir: Path, plugins: Plugins | None, check: bool,
+          only: list[str] | None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a 'pipelines:' key at the top level", file, 1, 1)
     # top-level keys starting with "x-" are free (e.g. `x-defaults: &cam {...}` for YAML anchors)

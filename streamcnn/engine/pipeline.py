@@ -6,6 +6,7 @@ Per frame the engine does a buffer hand-off, the stage calls, the sink calls and
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import threading
@@ -97,6 +98,11 @@ class PipelineRun:
     _stages: list[tuple[str, Stage]] = field(default_factory=list)
     _sinks: list[tuple[str, Sink]] = field(default_factory=list)
     _observe: dict[str, Any] = field(default_factory=dict)  # stage name -> its latency histogram child
+    #: the last frame through the sinks (a reference, not a copy: the live view encodes it only while
+    #: someone watches) and how many frames have been through them (``frame_seq``)
+    latest: Frame | None = None
+    frame_seq: int = 0
+    recent_events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
 
     @property
     def name(self) -> str:
@@ -373,6 +379,7 @@ class PipelineRun:
             return False
         stats.frames += 1
         self.rate.tick()
+        self.latest, self.frame_seq = frame, self.frame_seq + 1
         if self.metrics is not None and frame.capture_time > 0:
             self.metrics.frame_age.labels(name).observe(max(0.0, time.time() - frame.capture_time))
         frame_done = self.hook.streamcnn_frame_done
@@ -430,6 +437,7 @@ class PipelineRun:
             "queued": reader.queued if reader is not None else 0,
             "fps_now": round(self.rate.fps(), 3), "fps": round(stats.fps, 3) if stats.seconds else None,
             "events": dict(self.event_counts), "providers": providers, "sinks": sinks,
+            "last_events": [e.to_dict() for e in list(self.recent_events)[-5:]],
             "error": redact(stats.error) if stats.error else None,
         }
 
@@ -451,6 +459,7 @@ class PipelineRun:
         run stops on `SinkWriteError`, and on anything under ``on_error: stop``)."""
         for ev in self.events.take():
             self.event_counts[ev.type] = self.event_counts.get(ev.type, 0) + 1
+            self.recent_events.append(ev)
             self._call_hook("streamcnn_event", plog, pipeline=self.name, event=ev)
             for sink_name, sink in sinks:
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..budget import Budget, apply, plan
-from ..config import Config
+from ..config import Config, PipelineConfig
 from ..config.schema import RuntimeSpec
 from .pipeline import PipelineRun, PipelineStats
 
@@ -26,6 +26,10 @@ class Engine:
         insist = insist or bool(names)
         self.runs = [PipelineRun(config.pipelines[n], self.hook, max_frames, insist=insist) for n in chosen]
         self._stopping = 0
+        self.max_frames = max_frames
+        self.metrics = None  # a streamcnn.metrics.Metrics, given by the control server
+        self._lock = threading.Lock()
+        self._stop_waiting = threading.Event()
         runtime = getattr(config, "runtime", None) or RuntimeSpec()
         self.budget: Budget = plan(runtime, {
             r.name: (r.cfg.in_flight, bool(r.cfg.stages) and bool(getattr(r.cfg.stages[0].cls, "stateless", False)))
@@ -40,14 +44,85 @@ class Engine:
         per pipeline (returns at once)."""
         apply(self.budget, self._runtime)
         for run in self.runs:
-            run.thread = threading.Thread(target=run.run, name=f"pipeline-{run.name}", daemon=True)
-            run.thread.start()
+            self._launch(run)
 
-    def wait(self, poll: float = 0.2) -> None:
-        """Block until every pipeline thread has ended (polling, so signal handlers can run)."""
-        for run in self.runs:
-            while run.thread is not None and run.thread.is_alive():
-                run.thread.join(poll)
+    def _launch(self, run: PipelineRun) -> None:
+        run.thread = threading.Thread(target=run.run, name=f"pipeline-{run.name}", daemon=True)
+        run.thread.start()
+
+    def wait(self, poll: float = 0.2, forever: bool = False) -> None:
+        """Block until every pipeline thread has ended (polling, so signal handlers can run); also
+        the pipelines `add`ed meanwhile. With ``forever`` (a control server is up: pipelines may be
+        added later), until `stop`."""
+        while True:
+            alive = [r for r in list(self.runs) if r.thread is not None and r.thread.is_alive()]
+            if alive:
+                alive[0].thread.join(poll)  # type: ignore[union-attr]
+            elif forever and not self.stopping:
+                self._stop_waiting.wait(poll)
+            else:
+                return
+
+    def find(self, name: str) -> PipelineRun | None:
+        """The newest run of the pipeline ``name`` (None when there is none)."""
+        for run in reversed(list(self.runs)):
+            if run.name == name:
+                return run
+        return None
+
+    def add(self, cfg: PipelineConfig) -> PipelineRun:
+        """Start one more pipeline now, beside the running ones (none of them is touched). Its frames
+        in flight come from its own ``in_flight`` (1 when ``auto``: the budget was planned without it).
+
+        Raises:
+            ValueError: a pipeline of that name is running.
+        """
+        with self._lock:
+            old = self.find(cfg.name)
+            if old is not None and old.thread is not None and old.thread.is_alive():
+                raise ValueError(f"a pipeline named {cfg.name!r} is running; delete it first or restart it")
+            run = PipelineRun(cfg, self.hook, self.max_frames)
+            run.in_flight = cfg.in_flight if isinstance(cfg.in_flight, int) else 1
+            run.batch = cfg.batch
+            run.metrics = self.metrics
+            if old is not None:
+                self.runs.remove(old)
+                if self.metrics is not None:
+                    self.metrics.detach(old)
+            self.runs.append(run)
+            if self.metrics is not None:
+                self.metrics.attach([run])
+            self._launch(run)
+        return run
+
+    def remove(self, name: str, timeout: float | None = None) -> PipelineRun:
+        """Stop the pipeline ``name`` gracefully (queued frames processed, sinks flushed and closed),
+        wait for it (up to ``timeout`` s) and drop it from `runs`; the others go on.
+
+        Raises:
+            KeyError: no pipeline of that name.
+        """
+        run = self.find(name)
+        if run is None:
+            raise KeyError(name)
+        run.stop(drain=True)
+        if run.thread is not None:
+            run.thread.join(timeout)
+        with self._lock:
+            if run in self.runs:
+                self.runs.remove(run)
+            if self.metrics is not None:
+                self.metrics.detach(run)
+        return run
+
+    def restart(self, name: str, timeout: float | None = None) -> PipelineRun:
+        """`remove` then `add` the same pipeline definition (its components are built anew).
+
+        Raises:
+            KeyError: no pipeline of that name.
+        """
+        old = self.remove(name, timeout)
+        return self.add(old.cfg)
 
     def run(self) -> list[PipelineStats]:
         """`start`, then `wait`; returns each pipeline's `PipelineStats` in order."""
@@ -63,7 +138,8 @@ class Engine:
     def stop(self) -> None:
         """First call: stop sources, drain queued frames, close sinks. Second call: skip draining."""
         self._stopping += 1
-        for run in self.runs:
+        self._stop_waiting.set()
+        for run in list(self.runs):
             run.stop(drain=self._stopping == 1)
 
     @property
