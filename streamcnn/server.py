@@ -5,7 +5,8 @@ Routes (JSON unless said otherwise):
 * ``GET /`` — the dashboard (`streamcnn.dashboard`); ``GET /api/pipelines/{name}/live.mjpg`` — the
   pipeline's live view (MJPEG), ``…/frame.jpg`` — its latest frame;
 * ``GET /healthz`` — the process is up (never needs the token: for liveness probes);
-* ``GET /readyz`` — 200 when every pipeline is running (frames flow), else 503 with each one's state;
+* ``GET /readyz`` — 200 when every pipeline is running (or ended by itself), else 503 (connecting,
+  reconnecting, failed) with each one's state;
 * ``GET /metrics`` — Prometheus' text format (`streamcnn.metrics`);
 * ``GET /api/pipelines`` — every pipeline: name, state (``connecting``, ``running``,
   ``reconnecting``, ``stopped``, ``failed``), source id without credentials, fps, counters, events
@@ -136,12 +137,20 @@ class EngineControl:
             ValueError: a pipeline of one of those names is running.
         """
         from .config import load_config_text
+        from .errors import ConfigError
+        from .yamlpos import load_yaml
 
+        data, positions = load_yaml(text, "<request>")
+        for key in ("plugins", "runtime"):
+            if isinstance(data, dict) and key in data:
+                line, col = positions.find((key,))
+                raise ConfigError(f"{key}: applies to the whole run: give it in {self.config.file} (a posted "
+                                  "definition has only pipelines:)", "<request>", line, col, key)
         config = load_config_text(text, "<request>", self.config.config_dir, self.config.plugins, check=True)
         running = [n for n in config.pipelines if self._running(n)]
         if running:
-            raise ValueError(f"a pipeline named {running[0]!r} is running; DELETE /api/pipelines/{running[0]} first, "
-                             "or POST /api/pipelines/NAME/restart")
+            raise ValueError(f"a pipeline named {running[0]!r} is running; DELETE /api/pipelines/{running[0]} first "
+                             "to start this definition")
         for cfg in config.pipelines.values():
             self.engine.add(cfg)
             log.info("pipeline '%s' added through the API", cfg.name)
@@ -158,10 +167,12 @@ class EngineControl:
         return run.snapshot()
 
     def restart(self, name: str) -> dict[str, Any]:
-        """Stop ``name`` gracefully and start it again from its definition. KeyError: none such."""
-        run = self.engine.restart(name)
+        """Stop ``name`` gracefully and start it again from its definition: ``{"stopped": the old
+        run's final counters, "started": the new run's}``. KeyError: none such."""
+        old = self.engine.remove(name)
+        new = self.engine.add(old.cfg)
         log.info("pipeline '%s' restarted through the API", name)
-        return run.snapshot()
+        return {"stopped": old.snapshot(), "started": new.snapshot()}
 
 
 def _config_errors(exc: Any) -> list[dict[str, Any]]:
@@ -276,12 +287,12 @@ def make_app(runs: Callable[[], list[Any]], metrics: Metrics, token: str | None 
         """
         responses:
           200:
-            description: every pipeline is running.
+            description: every pipeline is running (or has ended by itself, e.g. a file).
           503:
-            description: some pipeline is not running; its state is given.
+            description: some pipeline is connecting, reconnecting or failed; the states are given.
         """
         states = {r.name: r.state for r in runs()}
-        ready = bool(states) and all(s == "running" for s in states.values())
+        ready = bool(states) and all(s in ("running", "stopped") for s in states.values())
         return JSONResponse({"ready": ready, "pipelines": states}, status_code=200 if ready else 503)
 
     async def metrics_route(request: Request) -> Response:
@@ -395,7 +406,12 @@ def make_app(runs: Callable[[], list[Any]], metrics: Metrics, token: str | None 
         routes += [Route("/api/pipelines", add, methods=["POST"]),
                    Route("/api/pipelines/{name}", delete, methods=["DELETE"]),
                    Route("/api/pipelines/{name}/restart", restart, methods=["POST"])]
-    app = Starlette(routes=routes)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        code = getattr(exc, "status_code", 404)
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}"},
+                            status_code=code)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.view = view  # the live views' encoder (its ``encoded`` count: once per frame)
     if token is not None:
         app.add_middleware(_TokenMiddleware, token=token)
@@ -423,7 +439,8 @@ class _TokenMiddleware:
             if not login and not hmac.compare_digest(given, self.token):
                 from starlette.responses import JSONResponse
 
-                response = JSONResponse({"error": "send the token: Authorization: Bearer TOKEN"}, status_code=401,
+                response = JSONResponse({"error": "send the token: Authorization: Bearer TOKEN (in a browser: open "
+                                                  "/?token=TOKEN once)"}, status_code=401,
                                         headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return

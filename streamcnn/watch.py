@@ -2,7 +2,9 @@
 text changes and applies the difference to the running engine.
 
 New pipelines start, removed ones stop (sinks flushed and closed), changed ones restart; unchanged
-ones keep running undisturbed (same run: their counters go on). A pipeline counts as changed when
+ones keep running undisturbed (same run: their counters go on). A pipeline of the file deleted
+through the API stays deleted until its definition in the file changes; one whose name a pipeline
+added through the API already uses is not started (logged). A pipeline counts as changed when
 its own YAML mapping differs (so does a change of the ``runtime:`` section: it applies to new runs
 only). An edit that does not validate is logged with the same messages as ``streamcnn validate``
 and ignored: the running pipelines keep going. The file's ``plugins:`` are those it started with
@@ -57,6 +59,8 @@ class ConfigWatcher:
         self._thread: threading.Thread | None = None
         self.applied = 0  # edits applied (for tests and logs)
         self.rejected = 0  # edits that did not validate
+        self.rejected_last = False
+        self._missing = False
 
     def _read(self) -> str | None:
         try:
@@ -86,7 +90,12 @@ class ConfigWatcher:
         """Look at the file once; apply a change. True when an edit was applied."""
         text = self._read()
         if text is None:
+            if not self.file.exists() and not self._missing:
+                self._missing = True
+                log.warning("%s is gone (deleted or renamed): the pipelines keep running; edits apply again once "
+                            "it is back", self.file)
             return False
+        self._missing = False
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:
             return False
@@ -97,23 +106,33 @@ class ConfigWatcher:
             config = load_config(self.file, plugins=self.config.plugins, check=True)
         except ConfigError as exc:
             self.rejected += 1
+            self.rejected_last = True
             log.error("%s changed but is not valid; nothing was applied, the pipelines keep running:\n%s",
                       self.file, redact(exc.format()))
             return False
         raw = _pipelines_of(text, str(self.file))
-        old = set(self._raw)
+        if self.rejected_last:
+            log.info("%s is valid again", self.file)
+            self.rejected_last = False
         for name in [n for n in self._raw if n not in config.pipelines]:
             if self.engine.find(name) is not None:
                 self.engine.remove(name)
                 log.info("pipeline '%s' removed from %s: stopped", name, self.file)
         for name, cfg in config.pipelines.items():
-            if name not in old or self.engine.find(name) is None:
-                self.engine.add(cfg)
-                log.info("pipeline '%s' added to %s: started", name, self.file)
-            elif raw.get(name) != self._raw.get(name):
-                self.engine.remove(name)
-                self.engine.add(cfg)
-                log.info("pipeline '%s' changed in %s: restarted", name, self.file)
+            running = self.engine.find(name)
+            if name in self._raw and raw.get(name) == self._raw.get(name):
+                continue  # unchanged (also when it was deleted through the API: it stays deleted)
+            try:
+                if name in self._raw and running is not None:
+                    self.engine.remove(name)
+                    self.engine.add(cfg)
+                    log.info("pipeline '%s' changed in %s: restarted", name, self.file)
+                else:
+                    self.engine.add(cfg)
+                    log.info("pipeline '%s' %s %s: started", name,
+                             "changed in" if name in self._raw else "added to", self.file)
+            except ValueError as exc:  # a pipeline of that name added through the API runs, or an output clash
+                log.error("pipeline '%s' of %s was not started: %s", name, self.file, exc)
         self._raw = raw
         self.config = config
         self.applied += 1

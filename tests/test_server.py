@@ -84,7 +84,7 @@ def test_metrics_move_during_the_run_and_agree_with_its_summary_at_the_end(tmp_p
                                              ("stage", "edges")))] == 1.0
         assert end[("streamcnn_source_up", cam)] == 0.0  # stopped
         status, ready = _get(f"{server.url}/readyz")
-        assert status == 503 and json.loads(ready)["pipelines"] == {"cam": "stopped"}
+        assert status == 200 and json.loads(ready) == {"ready": True, "pipelines": {"cam": "stopped"}}  # ended by itself
         status, body = _get(f"{server.url}/api/pipelines")
         (snap,) = json.loads(body)
         assert (snap["name"], snap["state"], snap["source"], snap["frames_processed"], snap["error"]) == (
@@ -152,7 +152,8 @@ def test_a_token_guards_every_route_but_healthz(tmp_path):
     try:
         assert _get(f"{server.url}/healthz")[0] == 200
         status, body = _get(f"{server.url}/api/pipelines")
-        assert status == 401 and json.loads(body) == {"error": "send the token: Authorization: Bearer TOKEN"}
+        assert status == 401 and json.loads(body) == {
+            "error": "send the token: Authorization: Bearer TOKEN (in a browser: open /?token=TOKEN once)"}
         assert _get(f"{server.url}/metrics", "wrong")[0] == 401
         assert _get(f"{server.url}/metrics", "t0ken-4711")[0] == 200
     finally:
@@ -256,7 +257,20 @@ pipelines:
         assert wait_until(lambda: (engine.find("two") is not None and engine.find("two").stats.frames >= 10), 30)
         states = {p["name"]: p["state"] for p in json.loads(_get(api)[1])}
         assert states == {"one": "running", "two": "running"}
-        assert _post(api, two)[0] == 409  # already running
+        assert _post(api, two) == (409, {"error": "a pipeline named 'two' is running; DELETE /api/pipelines/two "
+                                             "first to start this definition"})
+        # a file another running pipeline writes; a name the API cannot address; a run-wide section
+        clash = two.replace("two:", "three:")
+        assert _post(api, clash) == (409, {"error": f"its jsonl sink writes {tmp_path / 'out' / 'two.jsonl'}, which "
+                                                    "the jsonl of the running pipeline 'two' writes too; give it its own"})
+        status, body = _post(api, two.replace("two:", '"x/y":'))
+        assert status == 422 and body["errors"][0]["message"].startswith("pipeline name 'x/y': a name cannot be")
+        status, body = _post(api, "plugins: [./evil.py]\n" + two.replace("two:", "four:"))
+        assert status == 422 and body["errors"][0]["text"] == (
+            f"<request>:1:1: plugins: plugins: applies to the whole run: give it in {cfg} (a posted definition has "
+            "only pipelines:)")
+        assert _get(f"{server.url}/api/nothing")[0] == 404 and json.loads(_get(f"{server.url}/api/nothing")[1]) == {
+            "error": "GET /api/nothing: Not Found"}
         # an invalid definition: 422 with exactly the messages `streamcnn validate` gives for it
         bad = two.replace("two:", "bad:").replace("kernel: sobel", "kernl: sobel")
         status, body = _post(api, bad)
@@ -278,7 +292,8 @@ pipelines:
         assert _post(f"{api}/two", "", method="DELETE")[0] == 404
         # restart: a new run of `one` (its counters start again), nothing else changes
         status, snap = _post(f"{api}/one/restart", "")
-        assert status == 200 and snap["name"] == "one"
+        assert status == 200 and snap["stopped"]["name"] == snap["started"]["name"] == "one"
+        assert snap["stopped"]["state"] == "stopped" and snap["stopped"]["frames_processed"] >= 10
         assert engine.find("one") is not one and one.state == "stopped"
         assert wait_until(lambda: engine.find("one").stats.frames >= 5, 30)
     finally:
@@ -337,3 +352,49 @@ def test_editing_the_watched_file_applies_the_difference_and_an_invalid_edit_is_
     finally:
         engine.stop()
         engine.wait()
+
+
+def test_the_cli_applies_edits_of_the_watched_file(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    one = """
+  one:
+    source: {uri: pattern, size: 32x24, fps: 20, frames: null, realtime: true}
+    sinks: [{jsonl: {path: one.jsonl}}]
+"""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("pipelines:" + one)
+    proc = subprocess.Popen([sys.executable, "-m", "streamcnn", "run", str(cfg), "--serve", "127.0.0.1:0", "--watch"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"control server on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url
+
+        def frames(name):
+            snaps = {p["name"]: p for p in json.loads(_get(f"{url}/api/pipelines")[1])}
+            return snaps[name]["frames_processed"] if name in snaps else None
+
+        assert wait_until(lambda: (frames("one") or 0) >= 5, 30)
+        cfg.write_text("pipelines:" + one + one.replace("one", "two"))
+        assert wait_until(lambda: (frames("two") or 0) >= 3, 30)
+        before = frames("one")
+        assert before >= 5 and frames("one") >= before  # the first one went on, never reset
+        cfg.write_text("pipelines:" + one)
+        assert wait_until(lambda: frames("two") is None, 30)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, out
+        assert "pipeline 'two' added to" in out and "pipeline 'two' removed from" in out
+        lines = (tmp_path / "two.jsonl").read_text().splitlines()
+        assert lines and all(json.loads(x) for x in lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

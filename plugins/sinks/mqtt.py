@@ -229,6 +229,7 @@ class MqttSink(EventSink):
         self._ever_connected = False
         self._down_since: float | None = time.monotonic()
         self._warned_outage = False
+        self._known_down = False  # the broker is away or refused us: close does not wait for it
         self._refusals: set[str] = set()
         self._closing = False
 
@@ -267,6 +268,7 @@ class MqttSink(EventSink):
             with self._lock:
                 new = text not in self._refusals
                 self._refusals.add(text)
+                self._known_down = True
             if new:
                 hint = " (check username/password or username_env/password_env)" if reason.value in (4, 5, 134, 135) \
                     else ""
@@ -276,6 +278,7 @@ class MqttSink(EventSink):
             return
         with self._lock:
             self._connected, was = True, self._ever_connected
+            self._known_down = False
             self._ever_connected, self._warned_outage = True, False
             down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
             self._down_since = None
@@ -302,6 +305,7 @@ class MqttSink(EventSink):
 
     def _outage(self, why: str) -> None:
         with self._lock:
+            self._known_down = True
             if self._warned_outage or self._closing:
                 return
             self._warned_outage = True
@@ -367,8 +371,8 @@ class MqttSink(EventSink):
         if self.availability is not None:
             offline = self._publish_availability("offline")
         with self._lock:
-            connected = self._connected
-        if not connected:  # nothing can be delivered now: do not hold up the stop for flush_timeout
+            connected, known_down = self._connected, self._known_down
+        if not connected and known_down:  # the broker is away: nothing can be delivered, do not hold up the stop
             deadline = time.monotonic()
         undelivered = sum(not _delivered(info, deadline) for info in self._pending)
         if offline is not None:
@@ -381,7 +385,7 @@ class MqttSink(EventSink):
             _CLIENT_IDS.discard((self.where, self.client_id))
         level = self.ctx.log.warning if (undelivered or self.dropped) else self.ctx.log.info
         done = f"{self.published} sent" if self.params.qos == 0 else f"{self.published - undelivered} delivered"
-        why = "" if connected else ", the broker was not connected at the end"
+        why = "" if connected or not known_down else ", the broker was not connected at the end"
         level("mqtt sink: %d messages to %s: %s, %d dropped, %d not delivered%s (flush_timeout %g s)",
               self.published + self.dropped, self.where, done, self.dropped, undelivered, why,
               self.params.flush_timeout)

@@ -114,6 +114,12 @@ def _load(data, positions: Positions, file: str, config_dir: Path, plugins: Plug
                 f"no pipeline named {name!r}{suggest(name, spec.pipelines) or '.'} "
                 f"Pipelines in {file}: {', '.join(spec.pipelines)}", file,
             )
+    for pname in spec.pipelines:
+        if "/" in pname or not pname.strip() or any(ord(c) < 32 for c in pname):
+            errors.append(ConfigError(
+                f"pipeline name {pname!r}: a name cannot be empty nor hold '/' or control characters (it names "
+                "output paths, metrics and the API's /api/pipelines/NAME)", file, *positions.find(("pipelines", pname)),
+                f"pipelines.{pname}"))
     pipelines: dict[str, PipelineConfig] = {}
     skipped: dict[str, str] = {}
     resolved: list[Component] = []  # every stage and sink that resolved, also in failed pipelines

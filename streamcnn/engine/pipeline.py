@@ -98,6 +98,7 @@ class PipelineRun:
     _stages: list[tuple[str, Stage]] = field(default_factory=list)
     _sinks: list[tuple[str, Sink]] = field(default_factory=list)
     _observe: dict[str, Any] = field(default_factory=dict)  # stage name -> its latency histogram child
+    _t0: float = 0.0  # perf_counter when the run began
     #: the last frame through the sinks (a reference, not a copy: the live view encodes it only while
     #: someone watches) and how many frames have been through them (``frame_seq``)
     latest: Frame | None = None
@@ -141,7 +142,7 @@ class PipelineRun:
         plog = logging.getLogger(f"streamcnn.{name}")
         stages: list[tuple[str, Stage]] = []
         sinks: list[tuple[str, Sink]] = []
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         try:
             # everything of this run is built here, on the pipeline's thread, in data-flow order
             for comp in (self.cfg.source, *self.cfg.stages, *self.cfg.sinks):
@@ -435,10 +436,14 @@ class PipelineRun:
             "pts_discontinuities": reader.pts_discontinuities if reader is not None else stats.pts_discontinuities,
             "reconnects": reader.reconnects if reader is not None else stats.reconnects,
             "queued": reader.queued if reader is not None else 0,
-            "fps_now": round(self.rate.fps(), 3), "fps": round(stats.fps, 3) if stats.seconds else None,
+            "fps_now": round(self.rate.fps(), 3) if self.state == "running" else 0.0,
+            "fps": round(stats.fps if stats.seconds else stats.frames / max(1e-9, time.perf_counter() - self._t0), 3)
+            if self._t0 else None,
             "events": dict(self.event_counts), "providers": providers, "sinks": sinks,
             "last_events": [e.to_dict() for e in list(self.recent_events)[-5:]],
-            "error": redact(stats.error) if stats.error else None,
+            "error": redact(stats.error) if stats.error else (
+                redact(reader.last_error) if reader is not None and reader.last_error
+                and self.state in ("connecting", "reconnecting") else None),
         }
 
     def _finish_stages(self, stages: list[tuple[str, Stage]], plog: logging.Logger) -> None:

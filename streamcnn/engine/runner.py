@@ -80,7 +80,11 @@ class Engine:
         with self._lock:
             old = self.find(cfg.name)
             if old is not None and old.thread is not None and old.thread.is_alive():
-                raise ValueError(f"a pipeline named {cfg.name!r} is running; delete it first or restart it")
+                raise ValueError(f"a pipeline named {cfg.name!r} is running; delete it first (DELETE "
+                                 f"/api/pipelines/{cfg.name}) to start this definition")
+            clash = self._clash(cfg)
+            if clash:
+                raise ValueError(clash)
             run = PipelineRun(cfg, self.hook, self.max_frames)
             run.in_flight = cfg.in_flight if isinstance(cfg.in_flight, int) else 1
             run.batch = cfg.batch
@@ -94,6 +98,23 @@ class Engine:
                 self.metrics.attach([run])
             self._launch(run)
         return run
+
+    def _clash(self, cfg: PipelineConfig) -> str | None:
+        """Why ``cfg`` cannot run beside the running pipelines: a file or port one of them writes."""
+        theirs = {}
+        for run in self.runs:
+            if run.thread is not None and run.thread.is_alive() and run.name != cfg.name:
+                for comp in (*run.cfg.stages, *run.cfg.sinks):
+                    for out in comp.cls.outputs(comp.params, comp.ctx):
+                        theirs[out] = (run.name, comp.type_name)
+        for comp in (*cfg.stages, *cfg.sinks):
+            for out in comp.cls.outputs(comp.params, comp.ctx):
+                if out in theirs:
+                    pipeline, kind = theirs[out]
+                    what = "writes" if out.kind == "file" else "listens on"
+                    return (f"its {comp.type_name} {comp.kind} {what} {out.target}, which the {kind} of the running "
+                            f"pipeline {pipeline!r} {what} too; give it its own")
+        return None
 
     def remove(self, name: str, timeout: float | None = None) -> PipelineRun:
         """Stop the pipeline ``name`` gracefully (queued frames processed, sinks flushed and closed),
