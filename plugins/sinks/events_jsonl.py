@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from streamcnn import Context, Event, EventSink, Field, Params
 
-from .files import FileSink, LineFile
+from .files import LinesSink
 
 
-class EventsJsonlSink(FileSink, EventSink):
+class EventsJsonlSink(LinesSink, EventSink):
     """One line per event (`streamcnn.Event.to_dict`: ``type``, ``pipeline``, ``source``, ``time``
     ISO 8601, ``epoch`` s, ``pts`` s, ``frame_index`` and the type's fields), in the order they were
     emitted, optionally only some ``types``.
@@ -24,20 +24,8 @@ class EventsJsonlSink(FileSink, EventSink):
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
-        try:  # after the lock: a second writer must not truncate the first one's file
-            self.out = LineFile("events_jsonl", self.path, params.append)
-        except OSError:
-            self.lock.release()
-            raise
         self.types = None if params.types is None else frozenset(params.types)
 
     def event(self, event: Event) -> None:
         if self.types is None or event.type in self.types:
             self.out.write_line((event.to_json() + "\n").encode("utf-8"))
-
-    def close(self) -> None:
-        """Sync the file to disk and close it; then release its lock."""
-        try:
-            self.out.close()
-        finally:
-            super().close()

@@ -143,3 +143,24 @@ class LineFile:
         except OSError as exc:
             if not self.failed:
                 raise SinkWriteError.from_os_error(self.sink, self.path, exc) from None
+
+
+class LinesSink(FileSink):
+    """A `FileSink` writing whole lines (`LineFile` ``self.out``) to ``path``, truncated unless the
+    ``append`` option is true; ``close`` syncs and closes it, then releases the lock."""
+
+    def __init__(self, params: Params, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        try:  # after the lock: a second writer must not truncate the first one's file
+            self.out = LineFile(ctx.name, self.path, bool(getattr(params, "append", False)))
+        except OSError:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        """Sync the file to disk and close it (`SinkWriteError` when the OS reports a lost write);
+        then release the file's lock."""
+        try:
+            self.out.close()
+        finally:
+            super().close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from streamcnn import Context, Field, Frame, Params
+from streamcnn import Field, Frame, Params
 
-from .files import FileSink, LineFile
+from .files import LinesSink
 
 
-class JsonlSink(FileSink):
+class JsonlSink(LinesSink):
     """One JSON object per line and per frame:
     ``{"pipeline", "source", "index", "pts" (s), "capture_time" (epoch s), "width", "height",
     "detections": [{"xyxy" (frame pixels), "conf", "class_id", "class_name", ...}]}``, plus
@@ -24,14 +24,6 @@ class JsonlSink(FileSink):
     class Params(Params):
         path: str = Field(description="output .jsonl file; folders are created")
         append: bool = Field(False, description="append instead of overwrite")
-
-    def __init__(self, params: Params, ctx: Context) -> None:
-        super().__init__(params, ctx)
-        try:  # after the lock: a second writer must not truncate the first one's file
-            self.out = LineFile("jsonl", self.path, params.append)
-        except OSError:
-            self.lock.release()
-            raise
 
     def write(self, frame: Frame) -> None:
         record = {
@@ -48,11 +40,3 @@ class JsonlSink(FileSink):
         if isinstance(file, str):
             record["file"] = file
         self.out.write_line((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
-
-    def close(self) -> None:
-        """Sync the file to disk and close it (`SinkWriteError` when the OS reports a lost write);
-        then release the file's lock."""
-        try:
-            self.out.close()
-        finally:
-            super().close()
