@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,14 @@ class DetectorParams(Params):
     replace: bool = Field(False, description="replace the detections of earlier stages instead of adding to them")
 
 
+def node_name() -> str:
+    """The name of the machine this process runs on, for ``{node}`` in output paths:
+    ``STREAMCNN_NODE`` when set, else the host name (``socket.gethostname()``). On a Ray cluster
+    each pipeline's files are written on the node that runs it, so ``out/{node}/{pipeline}.mp4``
+    keeps the nodes' files apart when they share a folder (NFS)."""
+    return os.environ.get("STREAMCNN_NODE", "").strip() or socket.gethostname()
+
+
 @dataclass
 class Context:
     """What a stage, source or sink learns about where it runs.
@@ -68,6 +77,9 @@ class Context:
             stages (None before, and for a source that reports none, e.g. some cameras).
         events: where `emit` puts events: the running pipeline's queue (None outside a run, e.g.
             under ``streamcnn validate``: events are then made but go nowhere).
+        resumed: this run goes on from one whose process died (a restarted cluster actor): a sink
+            continues its outputs instead of overwriting them (the ``jsonl`` sinks append, the
+            ``video`` sink starts ``NAME-1.mp4``).
 
     The stream's frame rate and frame size reach a sink through `Sink.open` (`StreamInfo`).
     """
@@ -79,6 +91,7 @@ class Context:
     source: str = ""
     fps: float | None = None
     events: EventQueue | None = field(default=None, repr=False, compare=False)
+    resumed: bool = False
 
     def emit(self, type: str, frame: Frame | None = None, **fields: Any) -> Event:  # noqa: A002 - the event's type
         """Emit an event of this pipeline (from any thread; a stage usually emits from ``process``).
@@ -127,10 +140,15 @@ class Context:
         except OSError:
             raise ValueError(f"cannot write {out}: the folder {folder} is not writable") from None
 
+    def fill(self, template: str) -> str:
+        """``template`` with ``{pipeline}`` (the pipeline's name) and ``{node}`` (`node_name`: the
+        machine the pipeline runs on) filled in; other ``{fields}`` are left for the sink."""
+        return template.replace("{pipeline}", self.pipeline).replace("{node}", node_name())
+
     def output_path(self, path: str) -> Path:
-        """An output file path from YAML: ``{pipeline}`` replaced by the pipeline name, then
-        `resolve`. Every file-writing sink uses this (and the duplicate-output check too)."""
-        return self.resolve(path.replace("{pipeline}", self.pipeline))
+        """An output file path from YAML: `fill` (``{pipeline}``, ``{node}``), then `resolve`.
+        Every file-writing sink uses this (and the duplicate-output check too)."""
+        return self.resolve(self.fill(path))
 
     def lock_output(self, path: str | Path) -> OutputLock:
         """For a sink's ``__init__``: take an exclusive lock on the output file ``path`` (an absolute

@@ -29,16 +29,11 @@ from .config import load_config
 from .engine import Engine
 from .errors import StreamcnnError
 from .pluginmanager import KINDS, PluginRef, load_plugins
-from .redact import redact
+from .redact import RedactingFormatter, redact
 from .registry import downloads_deferred
 from .yamlpos import read_yaml_file
 
 log = logging.getLogger("streamcnn")
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -52,7 +47,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     else:  # cv2 was imported (by streamcnn) before OPENCV_LOG_LEVEL above could apply: set it now
         _opencv_log_level(2)  # LOG_LEVEL_ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(RedactingFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -115,8 +110,12 @@ def _log_options(fn):
 @click.option("--watch", is_flag=True, default=False,
               help="Apply edits of FILE while running: new pipelines start, removed ones stop, changed ones "
                    "restart, the others run on; an invalid edit is reported and ignored. Runs until Ctrl-C.")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run each pipeline (or group:) as a Ray actor on a cluster: auto (the cluster of this "
+                   "machine), local (start Ray here), HOST:PORT or ray://HOST:PORT. Overrides cluster: in "
+                   "FILE. Needs the ray extra: pip install -e '.[ray]'.")
 def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: str | None = None,
-        token_file: str | None = None, watch: bool = False) -> None:
+        token_file: str | None = None, watch: bool = False, ray_address: str | None = None) -> None:
     """Run the pipelines in FILE until their sources end or Ctrl-C / SIGTERM.
 
     On Ctrl-C or SIGTERM the sources stop, queued frames are processed and every sink is
@@ -135,7 +134,20 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: st
         click.echo("no pipeline to run: every pipeline in the file is optional and lacks its models or media",
                    err=True)
         _exit(1)
-    engine = Engine(config, None, max_frames, insist=bool(pipelines))
+    cluster = getattr(config, "cluster", None)
+    address = ray_address or (cluster.ray if cluster is not None else None)
+    if address is not None:
+        from .cluster.driver import ClusterEngine
+
+        engine = ClusterEngine(config, address, max_frames, list(dict.fromkeys(pipelines)) or None,
+                               cluster.max_restarts if cluster is not None else 3,
+                               cluster.namespace if cluster is not None else "streamcnn")
+        try:
+            engine.connect()
+        except StreamcnnError as exc:
+            _fail(exc)
+    else:
+        engine = Engine(config, None, max_frames, insist=bool(pipelines))
     server = None
     if serve is not None:
         from .metrics import Metrics
@@ -176,6 +188,8 @@ def run(file: str, pipelines: tuple[str, ...], max_frames: int | None, serve: st
         watcher.stop()
     if server is not None:
         server.stop()
+    if address is not None:
+        engine.shutdown()
     failed = engine.failed
     for r in failed:
         err = redact(r.stats.error or "")

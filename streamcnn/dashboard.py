@@ -79,7 +79,7 @@ PAGE = """<!doctype html>
 <body>
 <h1>streamcnn</h1>
 <div id="error"></div>
-<table><thead><tr><th>pipeline</th><th>state</th><th>source</th><th>fps</th><th>frames</th><th>dropped</th>
+<table><thead><tr><th>pipeline</th><th>state</th><th>node</th><th>source</th><th>fps</th><th>frames</th><th>dropped</th>
 <th>skipped</th><th>provider</th><th>last events</th><th>error</th></tr></thead><tbody id="rows"></tbody></table>
 <div id="views">__VIEWS__</div>
 <script>
@@ -107,7 +107,9 @@ async function refresh() {
     for (const p of pipelines) {
       names.add(p.name);
       const tr = document.createElement("tr");
-      cell(tr, p.name); cell(tr, p.state, p.state); cell(tr, p.source);
+      cell(tr, p.name); cell(tr, p.state, p.state);
+      cell(tr, (p.node || "") + (p.restarts ? " (" + p.restarts + " restart" + (p.restarts > 1 ? "s" : "") + ")" : ""));
+      cell(tr, p.source);
       cell(tr, p.fps_now.toFixed(1)); cell(tr, p.frames_processed); cell(tr, p.frames_dropped);
       cell(tr, p.frames_skipped); cell(tr, Object.values(p.providers).join(", "));
       cell(tr, events(p.last_events)); cell(tr, p.error);

@@ -129,6 +129,9 @@ class RunsCollector(Collector):
         events = CounterMetricFamily("streamcnn_events", "Events emitted, by type", labels=["pipeline", "type"])
         models = InfoMetricFamily("streamcnn_model", "The execution provider of each model stage",
                                   labels=["pipeline", "stage"])
+        where = InfoMetricFamily("streamcnn_pipeline", "The node each pipeline runs on", labels=["pipeline"])
+        restarts = CounterMetricFamily("streamcnn_restarts", "Restarts of a pipeline's cluster actor (--ray)",
+                                       labels=["pipeline"])
         sinks: dict[str, CounterMetricFamily] = {}
         for run in runs:
             snap = run.snapshot()
@@ -136,6 +139,8 @@ class RunsCollector(Collector):
             for key in counters:
                 families[key].add_metric([name], snap[key])
             up.add_metric([name], 1.0 if snap["state"] == "running" else 0.0)
+            where.add_metric([name], {"node": str(snap.get("node") or "")})
+            restarts.add_metric([name], snap.get("restarts", 0))
             fps.add_metric([name], snap["fps_now"])
             queue.add_metric([name], snap["queued"])
             for type_, n in sorted(snap["events"].items()):
@@ -150,7 +155,7 @@ class RunsCollector(Collector):
                             f"streamcnn_sink_{key}", f"A sink's own count: {key}", labels=["pipeline", "sink"])
                     fam.add_metric([name, sink], value)
         yield from families.values()
-        yield from (up, fps, queue, events, models)
+        yield from (up, fps, queue, events, models, where, restarts)
         yield from sinks.values()
 
 

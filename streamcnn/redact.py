@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 # SCHEME://USERINFO@host, and the mistyped shapes `rtsp//u:p@h`, `rtsp:/u:p@h`, `rtsp:///u:p@h`:
@@ -38,3 +39,14 @@ def _hide_value(m: re.Match) -> str:
     """``key=***``, keeping punctuation that ends the sentence rather than the value (``…?key=s, 0``)."""
     value = m["value"]
     return m["key"] + "***" + value[len(value.rstrip(",.;:)]'\"")):]
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that passes every line through `redact` (no credentials in any log), in
+    streamcnn's format: ``HH:MM:SS LEVEL   logger: message``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

@@ -216,6 +216,15 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+_copies: dict[str, Path] = {}  # model name as written -> the file used instead (`use_local_copy`)
+
+
+def use_local_copy(name: str, path: Path) -> None:
+    """From now on, in this process, resolve the model written as ``name`` to the file ``path``
+    (a cluster node's copy of a model shipped from the driver, `streamcnn.cluster.shipping`)."""
+    _copies[str(name)] = Path(path)
+
+
 def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path | None, list[str]]:
     """Search without downloading; returns (path or None, the places looked at).
 
@@ -224,6 +233,9 @@ def find_local(name: str | Path, config_dir: Path | None = None) -> tuple[Path |
     """
     looked: list[str] = []
     text = str(name)
+    copy = _copies.get(text)
+    if copy is not None and copy.is_file():
+        return copy, [str(copy)]
     candidates = [Path(text).expanduser()]
     if not candidates[0].is_absolute():
         candidates = ([config_dir / text] if config_dir else []) + [Path.cwd() / text]

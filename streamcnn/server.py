@@ -158,7 +158,7 @@ class EngineControl:
 
     def _running(self, name: str) -> bool:
         run = self.engine.find(name)
-        return run is not None and run.thread is not None and run.thread.is_alive()
+        return run is not None and run.alive
 
     def remove(self, name: str) -> dict[str, Any]:
         """Stop ``name`` gracefully (sinks flushed and closed); its final counters. KeyError: none such."""

@@ -115,7 +115,7 @@ def test_bad_on_error_does_not_hide_bad_size_or_stage(tmp_path):
     assert lines[2:] == [
         "5:15: pipelines.a.on_error: expected one of 'skip', 'stop', got 'skp' — did you mean 'skip'?",
         "8:5: pipelines.b.stagess: unknown key 'stagess' for pipeline 'b' — did you mean 'stages'? (keys: batch, "
-        "in_flight, on_error, optional, sinks, source, stages)",
+        "group, in_flight, on_error, optional, resources, sinks, source, stages)",
         "10:5: pipelines.c: expected a mapping, got an empty value",
         f"13:13: pipelines.d.sinks[0].jsonl: jsonl sink writes {tmp_path / 'out.jsonl'}, which the jsonl sink of "
         "pipeline 'b' (pipelines.b.sinks[0].jsonl, line 9) writes too; give each sink its own path",

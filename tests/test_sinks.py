@@ -171,8 +171,8 @@ def test_images_sink_without_index_needs_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("path, message", [
-    ("out/{idx:06d}.jpg", "path 'out/{idx:06d}.jpg' uses {idx} — did you mean 'index'?; the fields are {index} and "
-                          "{pipeline} (e.g. out/frames/{index:06d}.jpg)"),
+    ("out/{idx:06d}.jpg", "path 'out/{idx:06d}.jpg' uses {idx} — did you mean 'index'?; the fields are {index}, "
+                          "{pipeline} and {node} (e.g. out/frames/{index:06d}.jpg)"),
     ("out/{index:06d}.xyz", "path 'out/{index:06d}.xyz': OpenCV cannot write .xyz images; use .jpg, .png, .webp or "
                             ".bmp"),
     ("out/{index", "path 'out/{index' is not a valid pattern"),

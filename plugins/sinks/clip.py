@@ -89,7 +89,7 @@ class ClipSink(FileSink):
 
     @classmethod
     def _folder(cls, params: ClipParams, ctx: Context) -> str:
-        return str(Path(rec.index_folder(params.path.replace("{pipeline}", ctx.pipeline))) / ".clips")
+        return str(Path(rec.index_folder(ctx.fill(params.path))) / ".clips")
 
     @classmethod
     def outputs(cls, params: ClipParams, ctx: Context) -> list[Output]:
@@ -202,7 +202,7 @@ class ClipSink(FileSink):
             self._write(packet)
 
     def _path(self, wall: float) -> Path:
-        return rec.free_path(self.ctx.output_path(rec.render(self.params.path, self.ctx.pipeline, wall)))
+        return rec.free_path(self.ctx.output_path(rec.render(self.ctx.fill(self.params.path), self.ctx.pipeline, wall)))
 
     def _write(self, packet) -> None:
         clip = self.clip

@@ -145,14 +145,39 @@ class LineFile:
                 raise SinkWriteError.from_os_error(self.sink, self.path, exc) from None
 
 
+def cut_partial_line(path: Path) -> None:
+    """Cut off the end of ``path`` after its last newline (a line a killed writer left unfinished);
+    nothing when the file is absent or ends with a newline."""
+    try:
+        with open(path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            keep = size
+            while keep > 0:
+                fh.seek(max(0, keep - 4096))
+                block = fh.read(keep - max(0, keep - 4096))
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    keep = max(0, keep - len(block)) + nl + 1
+                    break
+                keep = max(0, keep - 4096)
+            if keep != size:
+                fh.truncate(keep)
+    except FileNotFoundError:
+        pass
+
+
 class LinesSink(FileSink):
     """A `FileSink` writing whole lines (`LineFile` ``self.out``) to ``path``, truncated unless the
-    ``append`` option is true; ``close`` syncs and closes it, then releases the lock."""
+    ``append`` option is true or the run goes on from one whose process died (`Context.resumed`:
+    appended, after cutting off a last line that process left half-written); ``close`` syncs and
+    closes it, then releases the lock."""
 
     def __init__(self, params: Params, ctx: Context) -> None:
         super().__init__(params, ctx)
         try:  # after the lock: a second writer must not truncate the first one's file
-            self.out = LineFile(ctx.name, self.path, bool(getattr(params, "append", False)))
+            if ctx.resumed:
+                cut_partial_line(self.path)
+            self.out = LineFile(ctx.name, self.path, bool(getattr(params, "append", False)) or ctx.resumed)
         except OSError:
             self.lock.release()
             raise

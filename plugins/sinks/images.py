@@ -43,7 +43,7 @@ class ImagesSink(Sink):
         problem = image_pattern_problem(params.path, params.overwrite)
         if problem:
             raise ValueError(problem)
-        ctx.check_writable(params.path.format(index=0, pipeline=ctx.pipeline))
+        ctx.check_writable(ctx.fill(params.path).format(index=0))
 
     @classmethod
     def outputs(cls, params: Params, ctx: Context) -> list[Output]:
@@ -54,7 +54,7 @@ class ImagesSink(Sink):
         problem = image_pattern_problem(params.path, params.overwrite)
         if problem:
             raise StreamcnnError(f"images sink: {problem}")
-        ext = os.path.splitext(params.path.format(index=0, pipeline=ctx.pipeline))[1].lower()
+        ext = os.path.splitext(ctx.fill(params.path).format(index=0))[1].lower()
         if ext in (".jpg", ".jpeg", ".jpe"):
             self.flags = [cv2.IMWRITE_JPEG_QUALITY, params.quality]
         elif ext == ".webp":
@@ -69,9 +69,9 @@ class ImagesSink(Sink):
         self.frames = 0
         self.seen = 0  # frames offered (for `every`)
         self.last_pts: float | None = None  # pts of the last frame written (for `min_interval`)
-        first = ctx.resolve(params.path.format(index=0, pipeline=ctx.pipeline))
+        first = ctx.resolve(ctx.fill(params.path).format(index=0))
         first.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = ctx.lock_output(first.parent / Path(params.path.replace("{pipeline}", ctx.pipeline)).name)
+        self.lock = ctx.lock_output(first.parent / Path(ctx.fill(params.path)).name)
 
     def write(self, frame: Frame) -> None:
         self.seen += 1
@@ -80,7 +80,7 @@ class ImagesSink(Sink):
         if self.last_pts is not None and frame.pts - self.last_pts < self.params.min_interval - 1e-9:
             return
         self.last_pts = frame.pts
-        path = self.ctx.resolve(self.params.path.format(index=frame.index, pipeline=self.ctx.pipeline))
+        path = self.ctx.resolve(self.ctx.fill(self.params.path).format(index=frame.index))
         if path.parent not in self.folders:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.folders.add(path.parent)
@@ -121,13 +121,14 @@ def image_pattern_problem(pattern: str, overwrite: bool = False) -> str | None:
         fields = rec.template_fields(pattern)
     except ValueError as exc:
         return f"path {pattern!r} is not a valid pattern ({exc}); write fields as {{index}}, {example}"
-    unknown = sorted(fields - {"index", "pipeline"})
+    unknown = sorted(fields - {"index", "pipeline", "node"})
     if unknown:
-        hints = "".join(suggest(f, ["index", "pipeline"]) for f in unknown[:1])
+        hints = "".join(suggest(f, ["index", "pipeline", "node"]) for f in unknown[:1])
         what = ", ".join("{" + f + "}" if f else "{}" for f in unknown)
-        return f"path {pattern!r} uses {what}{hints}; the fields are {{index}} and {{pipeline}} ({example})"
+        return (f"path {pattern!r} uses {what}{hints}; the fields are {{index}}, {{pipeline}} and {{node}} "
+                f"({example})")
     try:
-        sample = pattern.format(index=0, pipeline="p")
+        sample = pattern.format(index=0, pipeline="p", node="n")
     except (ValueError, KeyError, IndexError) as exc:
         return f"path {pattern!r} is not a valid pattern ({exc}); {example}"
     if "index" not in fields and not overwrite:

@@ -81,7 +81,7 @@ class VideoSink(FileSink):
 
     @classmethod
     def _index(cls, params: VideoParams, ctx: Context) -> str:
-        return str(Path(rec.index_folder(params.path.replace("{pipeline}", ctx.pipeline))) / rec.INDEX_NAME)
+        return str(Path(rec.index_folder(ctx.fill(params.path))) / rec.INDEX_NAME)
 
     @classmethod
     def outputs(cls, params: VideoParams, ctx: Context) -> list[Output]:
@@ -110,7 +110,7 @@ class VideoSink(FileSink):
         self.segment_ticks: int | None = None  # `segment` in encoder ticks
         self.index = rec.SegmentIndex(self.path.parent) if self.segment else None
         if self.index is not None:
-            recovered = self.index.recover(rec.glob_of(params.path, ctx.pipeline), "", rec.count_frames)
+            recovered = self.index.recover(rec.glob_of(ctx.fill(params.path), ctx.pipeline), "", rec.count_frames)
             for seg in recovered:
                 ctx.log.warning("video sink: %s was left by a run that did not finish; indexed as incomplete "
                                 "(%d frames)", self.index.folder / seg.path, seg.frames)
@@ -166,9 +166,9 @@ class VideoSink(FileSink):
     def _file_path(self, start: float) -> Path:
         """The file of a recording (segment) starting at wall-clock ``start``; a name taken already
         (two segments in one second) gets ``-1``, ``-2`` ..."""
-        if self.index is None:
-            return self.path
-        path = self.ctx.output_path(rec.render(self.params.path, self.ctx.pipeline, start))
+        if self.index is None:  # resumed after the process died: the old file stays, the next is NAME-1.mp4
+            return rec.free_path(self.path) if self.ctx.resumed else self.path
+        path = self.ctx.output_path(rec.render(self.ctx.fill(self.params.path), self.ctx.pipeline, start))
         return rec.free_path(path, self.file.path if self.file is not None else None)
 
     def _write_packets(self, packets: list, index: int) -> None:

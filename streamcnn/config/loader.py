@@ -56,12 +56,12 @@ def load_config(
             whose options are valid, also in pipelines with other errors.
     """
     file = str(file)
-    data, positions, _ = read_yaml_file(file)
-    return _load(data, positions, file, Path(file).resolve().parent, plugins, check, only)
+    data, positions, text = read_yaml_file(file)
+    return _with_text(_load(data, positions, file, Path(file).resolve().parent, plugins, check, only), text, file)
 
 
 def load_config_text(text: str, label: str, config_dir: Path, plugins: Plugins | None = None,
-                     check: bool = True) -> Config:
+                     check: bool = True, only: list[str] | None = None) -> Config:
     """Validate and resolve a configuration given as YAML (or JSON) text, e.g. a pipeline posted to
     the control server, exactly like a file: the same messages, key paths, and lines and columns
     within ``text``; ``label`` stands for the file name in them.
@@ -69,12 +69,19 @@ def load_config_text(text: str, label: str, config_dir: Path, plugins: Plugins |
     Args:
         config_dir: the folder relative paths in it are resolved against (the running file's).
         plugins: the plugins already loaded (default: load them, and ``text``'s ``plugins:``).
+        only: resolve just these pipelines (as `load_config`), e.g. a cluster actor's group.
 
     Raises:
         ConfigError / ConfigErrors: as `load_config`.
     """
     data, positions = load_yaml(text, label)
-    return _load(data, positions, label, Path(config_dir), plugins, check, None)
+    return _with_text(_load(data, positions, label, Path(config_dir), plugins, check, only), text, label)
+
+
+def _with_text(config: Config, text: str, file: str) -> Config:
+    for pipeline in config.pipelines.values():
+        pipeline.text, pipeline.file = text, file
+    return config
 
 
 def _load(data, positions: Positions, file: str, config_dir: Path, plugins: Plugins | None, check: bool,
@@ -138,7 +145,8 @@ def _load(data, positions: Positions, file: str, config_dir: Path, plugins: Plug
     errors.extend(_check_outputs(resolved, file))
     if errors:
         raise ConfigErrors(_sorted(errors))
-    return Config(file, config_dir, pipelines, plugins, positions, skipped, spec.runtime)
+    return Config(file, config_dir, pipelines, plugins, positions, skipped, spec.runtime,
+                  getattr(spec, "cluster", None))
 
 
 def _sorted(errors: list[ConfigError]) -> list[ConfigError]:
@@ -245,7 +253,7 @@ def _resolve_pipeline(
     if errors or source is None:
         return None, parts, errors
     return PipelineConfig(pname, source, [c for c, _ in stages], [c for c, _ in sinks], pspec.on_error,
-                          pspec.optional, pspec.in_flight, pspec.batch), parts, errors
+                          pspec.optional, pspec.in_flight, pspec.batch, pspec.resources, pspec.group), parts, errors
 
 
 __all__ = ["load_config"]

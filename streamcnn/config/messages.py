@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any, Literal
 
@@ -206,6 +207,9 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...], what: str) -> tuple[
         if info is None:
             break
         ann = info.annotation
+        members = [t for t in typing.get_args(ann) if t is not type(None)]
+        if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(members) == 1:
+            ann = members[0]  # an optional section (``resources: ... | None``)
         if typing.get_origin(ann) is dict and len(typing.get_args(ann)) == 2:
             inner = typing.get_args(ann)[1]
             if isinstance(inner, type) and issubclass(inner, BaseModel) and i + 2 < len(loc):

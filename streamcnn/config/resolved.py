@@ -74,6 +74,10 @@ class PipelineConfig:
     optional: bool = False
     in_flight: int | str | None = None  # None: the runtime section's in_flight
     batch: int = 1
+    resources: Any = None  # a ResourcesSpec (``--ray`` only), None: the defaults
+    group: str | None = None  # ``--ray`` only: pipelines of one group share one actor
+    text: str | None = None  # the YAML it was defined in (a cluster actor loads it again); file: its path
+    file: str = ""
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Config:
     positions: Positions = field(default_factory=Positions)
     skipped: dict[str, str] = field(default_factory=dict)  # optional pipelines left out, and why
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)  # the file's ``runtime:`` section
+    cluster: Any = None  # the file's ``cluster:`` section (a ClusterSpec), None when absent
 
 
 __all__ = ["Component", "Config", "PipelineConfig"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..api import PipelineInfo, Sink, Source, Stage, StreamInfo
+from ..api import PipelineInfo, Sink, Source, Stage, StreamInfo, node_name
 from ..config import PipelineConfig
 from ..errors import SinkWriteError, StageError, StreamcnnError, where
 from ..events import EventQueue, make_event
@@ -27,7 +27,7 @@ from ..redact import redact
 from ..runtime import ModelSession
 from .buffer import BufferClosed, BufferEmpty
 from .inflight import InFlight, Outcome
-from .reader import SourceReader
+from .reader import Resume, SourceReader
 
 log = logging.getLogger("streamcnn.engine")
 
@@ -104,10 +104,18 @@ class PipelineRun:
     latest: Frame | None = None
     frame_seq: int = 0
     recent_events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    #: go on from a run whose process died (a restarted cluster actor): frame index and pts continue
+    #: from there and the sinks continue their files (`streamcnn.api.Context.resumed`)
+    resume: Resume | None = None
 
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    @property
+    def alive(self) -> bool:
+        """True while the run's thread runs (started and not ended)."""
+        return self.thread is not None and self.thread.is_alive()
 
     def stop(self, drain: bool = True) -> None:
         """Ask the pipeline to stop: the source stops, queued frames are processed (unless
@@ -147,6 +155,7 @@ class PipelineRun:
             # everything of this run is built here, on the pipeline's thread, in data-flow order
             for comp in (self.cfg.source, *self.cfg.stages, *self.cfg.sinks):
                 comp.ctx.events = self.events  # where Context.emit puts events
+                comp.ctx.resumed = self.resume is not None
             for comp in self.cfg.stages:
                 stages.append((comp.type_name, comp.build()))
             source: Source = self.cfg.source.build()
@@ -157,7 +166,8 @@ class PipelineRun:
             self._stages, self._sinks = stages, sinks
             policy = self.cfg.source.params.policy or ("latest" if source.live else "all")
             self.reader = SourceReader(
-                source, policy, self.cfg.source.params.queue_size, name, on_event=self._on_source_event
+                source, policy, self.cfg.source.params.queue_size, name, on_event=self._on_source_event,
+                resume=self.resume,
             )
             if self.stop_event.is_set():
                 return
@@ -414,7 +424,8 @@ class PipelineRun:
         ``state``, ``source``, the counters of `PipelineStats` and of the reader (``frames_read``,
         ``frames_dropped`` ...), ``fps_now`` (last 2 s), ``fps`` (whole run), ``queued``,
         ``events`` (by type), ``providers`` (model stage → execution provider), ``sinks`` (a sink's
-        ``stats()``), ``error``."""
+        ``stats()``), ``error``, ``node`` (the machine it runs on), ``last_index``/``last_pts`` (of
+        the last frame through the sinks; None before)."""
         reader, stats = self.reader, self.stats
         sinks: dict[str, dict[str, int]] = {}
         for sink_name, sink in list(self._sinks):
@@ -429,8 +440,11 @@ class PipelineRun:
             session = _session_of(stage)
             if session is not None:
                 providers[stage_name] = str(session.provider)
+        latest = self.latest
         return {
-            "name": self.name, "state": self.state,
+            "name": self.name, "state": self.state, "node": node_name(),
+            "last_index": latest.index if latest is not None else None,
+            "last_pts": round(latest.pts, 6) if latest is not None else None,
             "source": redact(reader.source.id) if reader is not None else redact(str(self.cfg.source.params.uri)),
             "frames_read": reader.frames if reader is not None else 0,
             "frames_processed": stats.frames, "frames_skipped": stats.skipped,

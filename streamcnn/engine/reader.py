@@ -42,6 +42,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,22 @@ from ..redact import redact
 from .buffer import BufferClosed, BufferEmpty, FrameBuffer
 from .timeline import Timeline
 
-__all__ = ["BufferClosed", "BufferEmpty", "SourceReader", "backoff_delays"]
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a pipeline whose process died goes on (see `SourceReader`'s ``resume``).
+
+    Attributes:
+        index: the next frame index (the last one that went through every sink, plus 1).
+        pts: seconds, the pts of that last frame.
+        wall: seconds since the epoch (``time.time()``) when that frame went through.
+    """
+
+    index: int
+    pts: float
+    wall: float
+
+__all__ = ["BufferClosed", "BufferEmpty", "Resume", "SourceReader", "backoff_delays"]
 
 DEFAULT_OPEN_TIMEOUT = 10.0  # seconds allowed for open() when the source names none
 BLOCKED_PUT = 0.1  # seconds: a buffer.put() that took longer waited for room (backpressure)
@@ -100,6 +116,11 @@ class SourceReader:
         clock: monotonic clock in seconds (pts of sources without one, stall watchdog).
         sleep: interruptible wait used for backoff: ``sleep(seconds) -> True when stop() was
             called`` (default: the stop event's ``wait``).
+        resume: go on from a run that ended abruptly (a cluster actor whose process died): frame
+            indices continue at ``resume.index``; a non-live source's first ``resume.index`` frames
+            are read and skipped (its own pts then follow on), a live source's pts continue at
+            ``resume.pts`` plus the wall-clock time since ``resume.wall`` (the outage shows as a gap,
+            as after a reconnect).
 
     Attributes:
         frames: frames handed over by the source so far.
@@ -117,6 +138,7 @@ class SourceReader:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], bool] | None = None,
+        resume: Resume | None = None,
     ) -> None:
         self.source = source
         self._source_id = source.id  # redacted once, not per frame
@@ -140,6 +162,8 @@ class SourceReader:
         self.reconnects = 0
         self.error: SourceError | None = None
         self.last_error: str | None = None
+        self.resume = resume
+        self._skip = 0  # frames of a non-live source still to skip (resume)
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -171,10 +195,19 @@ class SourceReader:
         if self._thread is None:
             self._t0 = self._clock()
             p = self.source.params
+            start = self._t0
+            if self.resume is not None:
+                self.frames = self.resume.index
+                if self.live:  # seconds since the reader "started" = the resumed pts plus the outage
+                    start -= self.resume.pts + max(0.0, time.time() - self.resume.wall)
+                else:
+                    self._skip = self.resume.index
             self.timeline = Timeline(
-                self.live, self._t0, getattr(p, "pts", "stream") != "arrival", getattr(p, "pts_policy", "drop"),
+                self.live, start, getattr(p, "pts", "stream") != "arrival", getattr(p, "pts_policy", "drop"),
                 float(getattr(p, "pts_reset", 5.0)),
             )
+            if self.resume is not None and self.live:  # a file's own pts follow on by themselves
+                self.timeline.last = self.resume.pts
             self._thread = threading.Thread(
                 target=self._run, name=f"streamcnn-{self.pipeline}-reader", daemon=True
             )
@@ -326,6 +359,9 @@ class SourceReader:
             if item is None:
                 self.log.info("source %s ended after %d frames", self.source.id, self.frames)
                 return
+            if self._skip > 0:  # resumed: these frames went through the run that died
+                self._skip -= 1
+                continue
             image, pts, meta = self._split(item)
             if not self._deliver(image, pts, None, meta):
                 return

@@ -10,15 +10,37 @@ from ..config.schema import RuntimeSpec
 from .pipeline import PipelineRun, PipelineStats
 
 
+def output_clash(cfg: PipelineConfig, running: list[PipelineConfig]) -> str | None:
+    """Why ``cfg`` cannot run beside the ``running`` pipelines: a file or port one of them writes
+    or listens on (None when there is no clash)."""
+    theirs = {}
+    for other in running:
+        if other.name != cfg.name:
+            for comp in (*other.stages, *other.sinks):
+                for out in comp.cls.outputs(comp.params, comp.ctx):
+                    theirs[out] = (other.name, comp.type_name)
+    for comp in (*cfg.stages, *cfg.sinks):
+        for out in comp.cls.outputs(comp.params, comp.ctx):
+            if out in theirs:
+                pipeline, kind = theirs[out]
+                what = "writes" if out.kind == "file" else "listens on"
+                return (f"its {comp.type_name} {comp.kind} {what} {out.target}, which the {kind} of the running "
+                        f"pipeline {pipeline!r} {what} too; give it its own")
+    return None
+
+
 class Engine:
     """Runs the pipelines of a `Config` concurrently, within one thread budget (`streamcnn.budget`).
 
     ``run()`` blocks until every pipeline ends (end of file, ``max_frames`` reached, an error
-    with ``on_error: stop``, or ``stop()`` — e.g. from a SIGINT/SIGTERM handler).
+    with ``on_error: stop``, or ``stop()`` — e.g. from a SIGINT/SIGTERM handler). ``cores``: the
+    CPUs the budget spends (default: those this process may run on; a cluster actor gives the CPUs
+    Ray reserved for it).
     """
 
     def __init__(
-        self, config: Config, names: list[str] | None = None, max_frames: int | None = None, insist: bool = False
+        self, config: Config, names: list[str] | None = None, max_frames: int | None = None, insist: bool = False,
+        cores: int | None = None,
     ) -> None:
         self.config = config
         self.hook = config.plugins.pm.hook
@@ -33,7 +55,7 @@ class Engine:
         runtime = getattr(config, "runtime", None) or RuntimeSpec()
         self.budget: Budget = plan(runtime, {
             r.name: (r.cfg.in_flight, bool(r.cfg.stages) and bool(getattr(r.cfg.stages[0].cls, "stateless", False)))
-            for r in self.runs})
+            for r in self.runs}, cores)
         for r in self.runs:
             r.in_flight = self.budget.in_flight[r.name]
             r.batch = r.cfg.batch
@@ -100,21 +122,7 @@ class Engine:
         return run
 
     def _clash(self, cfg: PipelineConfig) -> str | None:
-        """Why ``cfg`` cannot run beside the running pipelines: a file or port one of them writes."""
-        theirs = {}
-        for run in self.runs:
-            if run.thread is not None and run.thread.is_alive() and run.name != cfg.name:
-                for comp in (*run.cfg.stages, *run.cfg.sinks):
-                    for out in comp.cls.outputs(comp.params, comp.ctx):
-                        theirs[out] = (run.name, comp.type_name)
-        for comp in (*cfg.stages, *cfg.sinks):
-            for out in comp.cls.outputs(comp.params, comp.ctx):
-                if out in theirs:
-                    pipeline, kind = theirs[out]
-                    what = "writes" if out.kind == "file" else "listens on"
-                    return (f"its {comp.type_name} {comp.kind} {what} {out.target}, which the {kind} of the running "
-                            f"pipeline {pipeline!r} {what} too; give it its own")
-        return None
+        return output_clash(cfg, [r.cfg for r in self.runs if r.alive])
 
     def remove(self, name: str, timeout: float | None = None) -> PipelineRun:
         """Stop the pipeline ``name`` gracefully (queued frames processed, sinks flushed and closed),
@@ -168,4 +176,4 @@ class Engine:
         return [r for r in self.runs if r.stats.error is not None]
 
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "output_clash"]

@@ -76,16 +76,16 @@ def template_fields(template: str) -> set[str]:
 
 
 def template_problem(template: str, segmented: bool) -> str | None:
-    """What is wrong with a video path template, or None. Fields: ``{pipeline}``, ``{start}``."""
+    """What is wrong with a video path template, or None. Fields: ``{pipeline}``, ``{node}``, ``{start}``."""
     try:
         fields = template_fields(template)
-        render(template, "p", time.time())
+        render(template.replace("{node}", "n"), "p", time.time())
     except (ValueError, KeyError, IndexError) as exc:
         return (f"path {template!r} is not a valid template ({exc}); "
                 "e.g. out/{pipeline}/{start:%Y-%m-%d_%H-%M-%S}.mp4")
-    unknown = sorted(fields - {"pipeline", "start"})
+    unknown = sorted(fields - {"pipeline", "node", "start"})
     if unknown:
-        return (f"path {template!r} uses {{{unknown[0]}}}; the fields are {{pipeline}} and {{start}} "
+        return (f"path {template!r} uses {{{unknown[0]}}}; the fields are {{pipeline}}, {{node}} and {{start}} "
                 "(e.g. out/{pipeline}/{start:%Y-%m-%d_%H-%M-%S}.mp4)")
     if segmented and "start" not in fields:
         return (f"path {template!r} has no {{start}}: every segment would get the same name. Use e.g. "
