@@ -14,10 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -242,21 +244,61 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+GROUPED = """
+  c:
+    source: {uri: pattern, size: 160x120, fps: 10, frames: null, realtime: true}
+    sinks: [{jsonl: {path: out/c.jsonl}}]
+    group: g
+    resources: {cpus: 0.25}
+  d:
+    source: {uri: pattern, size: 160x120, fps: 10, frames: null, realtime: true}
+    sinks: [{jsonl: {path: out/d.jsonl}}]
+    group: g
+    resources: {cpus: 0.25}
+"""
+
+
+def _request(port: int, method: str, path: str, body: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=body.encode() if body is not None else None,
+                                 headers={"Content-Type": "application/yaml"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
 def test_a_pipeline_that_keeps_dying_fails_after_max_restarts_and_the_others_go_on(cluster, tmp_path):
     """max_restarts: 1 and two kills: the pipeline is failed (exit code 1, the message names the
-    restarts); the other one runs to its end."""
-    yaml = ENDLESS.format(address=cluster, restarts=1, b_frames=200)
-    write(tmp_path / "p.yaml", yaml)
+    restarts); the others run on. Through the API: one pipeline of a group is deleted while the
+    other goes on in the same actor, a posted pipeline gets an actor of its own, and the dashboard's
+    frame of a pipeline comes from its actor."""
+    write(tmp_path / "p.yaml", ENDLESS.format(address=cluster, restarts=1, b_frames=200) + GROUPED)
     port = _free_port()
     proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], tmp_path)
     try:
+        snap = _wait_for(port, lambda s: all((p.get("last_index") or 0) > 5 for p in s.values()))
+        assert snap["c"]["pid"] == snap["d"]["pid"] != snap["a"]["pid"]  # one actor for the group
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pipelines/b/frame.jpg", timeout=30) as r:
+            jpeg = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert jpeg.shape == (240, 320, 3)
+        status, body = _request(port, "DELETE", "/api/pipelines/c")
+        assert status == 200 and body["state"] == "stopped", body
+        d_then = _api(port)["d"]["last_index"]
+        status, body = _request(port, "POST", "/api/pipelines",
+                                "pipelines:\n  e: {source: {uri: pattern, frames: 20}, sinks: [{jsonl: {path: out/e.jsonl}}]}\n")
+        assert status in (200, 201), body
         for restarts in (0, 1):
             snap = _wait_for(port, lambda s, k=restarts: s["a"]["restarts"] == k and s["a"]["state"] == "running"
                              and s["a"]["pid"])
             os.kill(snap["a"]["pid"], signal.SIGKILL)
-        snap = _wait_for(port, lambda s: s["a"]["state"] == "failed" and s["b"]["state"] == "stopped")
+        snap = _wait_for(port, lambda s: s["a"]["state"] == "failed" and s["b"]["state"] == "stopped"
+                         and s["e"]["state"] == "stopped")
         assert "Ray gave up after 1 restart(s) (cluster.max_restarts: 1)" in snap["a"]["error"]
-        assert snap["b"]["frames_processed"] == 200
+        assert snap["b"]["frames_processed"] == 200 and snap["e"]["frames_processed"] == 20
+        assert "c" not in snap and snap["d"]["state"] == "running" and snap["d"]["last_index"] > d_then
+        assert snap["e"]["pid"] not in (snap["d"]["pid"], snap["b"]["pid"])
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -264,7 +306,9 @@ def test_a_pipeline_that_keeps_dying_fails_after_max_restarts_and_the_others_go_
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
     assert "pipeline 'a': its actor died and Ray gave up after 1 restart(s)" in err
-    assert len(_lines(tmp_path / "out/b.jsonl")) == 200
+    assert len(_lines(tmp_path / "out/b.jsonl")) == 200 and len(_lines(tmp_path / "out/e.jsonl")) == 20
+    c, d = _lines(tmp_path / "out/c.jsonl"), _lines(tmp_path / "out/d.jsonl")
+    assert [r["index"] for r in c] == list(range(len(c))) and len(d) > len(c)  # c closed whole; d went on
     assert _actors(cluster) == []
 
 
@@ -276,3 +320,43 @@ def test_ray_address_that_does_not_answer_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert f"--ray 127.0.0.1:{port}: cannot connect to the Ray cluster: nothing answers at" in err
     assert "Traceback" not in err
+
+
+def test_a_lost_node_s_pipelines_are_restarted_on_another_node(tmp_path, monkeypatch):
+    """A real two-node cluster on this machine (Ray's ``cluster_utils.Cluster``: a head without
+    CPUs, one worker node): the worker node is removed (its raylet and worker processes die, as
+    when a machine is lost) and a new node joins; Ray restarts both actors there and both
+    pipelines go on from the next frame."""
+    from ray.cluster_utils import Cluster
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    ray_cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        first = ray_cluster.add_node(num_cpus=2)
+        write(tmp_path / "p.yaml", ENDLESS.format(address=ray_cluster.address, restarts=2, b_frames="null"))
+        port = _free_port()
+        proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], tmp_path)
+        try:
+            snap = _wait_for(port, lambda s: all((p.get("last_index") or 0) >= 25 for p in s.values()))
+            lost = snap["a"]["ray_node"]
+            assert lost == snap["b"]["ray_node"] == first.node_id
+            ray_cluster.remove_node(first)  # the node is lost: its processes are killed
+            _wait_for(port, lambda s: all(p["state"] == "restarting" for p in s.values()), 60)
+            second = ray_cluster.add_node(num_cpus=2)
+            snap = _wait_for(port, lambda s: all(p["restarts"] == 1 and p["state"] == "running"
+                                                 and (p["last_index"] or 0) > 40 for p in s.values()))
+            assert snap["a"]["ray_node"] == snap["b"]["ray_node"] == second.node_id != lost
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err[-3000:]
+        for name in ("a", "b"):
+            rows = _lines(tmp_path / f"out/{name}.jsonl")
+            assert [r["index"] for r in rows] == list(range(len(rows)))
+            assert _increasing(rows, "pts")
+        assert _actors(ray_cluster.address) == []
+    finally:
+        ray_cluster.shutdown()

@@ -27,12 +27,10 @@ import uuid
 from typing import Any
 
 from ..config import Config, PipelineConfig
-from ..engine.pipeline import PipelineStats
 from ..engine.runner import output_clash
-from ..frame import Frame
-from ..redact import redact
 from . import ClusterError, import_ray
 from .plan import Group, plan_groups
+from .remote import RemoteRun
 from .shipping import local_models, ship
 from .worker import CONCURRENCY, GroupWorker
 
@@ -43,113 +41,6 @@ CALL_TIMEOUT = 10.0  #: seconds an actor call may take before the actor counts a
 STOP_TIMEOUT = 30.0  #: seconds a stopping actor gets to close its sinks before it is killed
 #: environment variables handed to the actors (so the nodes resolve models and write like the driver)
 FORWARDED_ENV = ("STREAMCNN_ASSETS", "STREAMCNN_CACHE", "STREAMCNN_OFFLINE")
-_COUNTERS = ("frames_read", "frames_processed", "frames_skipped", "frames_dropped", "pts_discontinuities",
-             "reconnects")
-
-
-class RemoteRun:
-    """One pipeline on the cluster as the driver sees it.
-
-    Attributes:
-        cfg: its `PipelineConfig` (validated on the driver).
-        state: connecting, running, reconnecting, restarting (its actor is being restarted),
-            stopped, failed.
-        stats: `PipelineStats` (final once the run ended), summed over the actor's restarts.
-        node, pid: where its actor runs now (None before the first answer).
-        restarts: how often Ray restarted its actor.
-    """
-
-    def __init__(self, cfg: PipelineConfig, group: _GroupHandle) -> None:
-        self.cfg, self.group = cfg, group
-        self.state = "connecting"
-        self.stats = PipelineStats()
-        self.node: str | None = None
-        self.pid: int | None = None
-        self.restarts = 0
-        self.snap: dict[str, Any] = {}
-        self.base: dict[str, Any] = {k: 0 for k in _COUNTERS} | {"events": {}}  # earlier incarnations
-        self.seen: tuple[int, float, float] | None = None  # (next index, pts, wall) last polled
-        self.ended = False
-        self._unseen: int | None = None  # after a restart: the next frame index the driver expected
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    @property
-    def alive(self) -> bool:
-        return not self.ended
-
-    @property
-    def frame_seq(self) -> int:
-        return int(self.snap.get("frame_seq", 0))
-
-    @property
-    def latest(self) -> Frame | None:
-        """The pipeline's latest frame, fetched from its actor (for the dashboard's live view only)."""
-        got = self.group.frame(self.name)
-        if got is None:
-            return None
-        _, image, index, pts = got
-        return Frame(image, index, pts)
-
-    def update(self, snap: dict[str, Any], node: str, pid: int) -> None:
-        if self._unseen is not None and snap.get("resumed_at") is not None:
-            # frames the dead incarnation got through after the driver's last poll (its progress record)
-            self.base["frames_processed"] += max(0, int(snap["resumed_at"]) - self._unseen)
-            self._unseen = None
-        self.snap, self.node, self.pid = snap, node, pid
-        if snap.get("last_index") is not None:
-            self.seen = (int(snap["last_index"]) + 1, float(snap["last_pts"]), time.time())
-        if not self.ended:
-            self.state = snap.get("state", self.state)
-
-    def carry_over(self) -> None:
-        """The actor died: its counters so far become the base the next incarnation's add to."""
-        for key in _COUNTERS:
-            self.base[key] += int(self.snap.get(key, 0) or 0)
-        events = dict(self.base["events"])
-        for type_, n in (self.snap.get("events") or {}).items():
-            events[type_] = events.get(type_, 0) + n
-        self.base["events"] = events
-        self.snap = {k: v for k, v in self.snap.items() if k not in _COUNTERS and k != "events"}
-        self._unseen = self.seen[0] if self.seen is not None else 0
-
-    def snapshot(self) -> dict[str, Any]:
-        """As `streamcnn.engine.pipeline.PipelineRun.snapshot`, from the actor's last answer, with
-        counters summed over restarts, plus ``node``, ``pid``, ``restarts``."""
-        snap = {"name": self.name, "source": redact(str(self.cfg.source.params.uri)), "queued": 0, "fps_now": 0.0,
-                "fps": None, "providers": {}, "sinks": {}, "last_events": [], "error": None,
-                "last_index": None, "last_pts": None} | self.snap
-        for key in _COUNTERS:
-            snap[key] = self.base[key] + int(self.snap.get(key, 0) or 0)
-        events = dict(self.base["events"])
-        for type_, n in (self.snap.get("events") or {}).items():
-            events[type_] = events.get(type_, 0) + n
-        snap["events"] = events
-        snap.pop("stats", None)
-        snap.update(state=self.state, node=self.node, pid=self.pid, restarts=self.restarts)
-        if self.stats.error and not snap.get("error"):
-            snap["error"] = redact(self.stats.error)
-        if self.state != "running":
-            snap["fps_now"] = 0.0
-        return snap
-
-    def finish(self, error: str | None = None) -> None:
-        """The run ended: final `stats` from the last answer (plus earlier incarnations)."""
-        final = self.snap.get("stats") or {}
-        s = self.stats
-        s.frames = self.base["frames_processed"] + int(final.get("frames", self.snap.get("frames_processed", 0)) or 0)
-        s.skipped = self.base["frames_skipped"] + int(final.get("skipped", 0) or 0)
-        s.dropped = self.base["frames_dropped"] + int(final.get("dropped", 0) or 0)
-        s.reconnects = self.base["reconnects"] + int(final.get("reconnects", 0) or 0)
-        s.pts_discontinuities = self.base["pts_discontinuities"] + int(final.get("pts_discontinuities", 0) or 0)
-        s.seconds = time.perf_counter() - self.group.t0
-        s.left_out = final.get("left_out")
-        s.error = error or final.get("error") or s.error
-        self.state = "failed" if s.error else "stopped"
-        self.ended = True
-
 
 class _GroupHandle:
     """One actor and the monitor thread that watches it (see the module docstring)."""
@@ -207,7 +98,8 @@ class _GroupHandle:
     def frame(self, name: str) -> Any:
         try:
             return self.engine.ray.get(self.actor.frame.remote(name), timeout=CALL_TIMEOUT)
-        except Exception:  # noqa: BLE001 - restarting or gone: no frame to show
+        except Exception as exc:  # noqa: BLE001 - restarting or gone: no frame to show
+            log.debug("pipeline '%s': no frame from its actor: %s", name, exc)
             return None
 
     # -- the monitor -------------------------------------------------------------------------
@@ -244,7 +136,7 @@ class _GroupHandle:
                 for run in list(self.runs):
                     snap = answer["runs"].get(run.name)
                     if snap is not None:
-                        run.update(snap, answer["node"], answer["pid"])
+                        run.update(snap, answer["node"], answer["pid"], answer.get("ray_node"))
                 if answer["done"]:
                     return self._end(None)
                 if self._stop_overdue():
@@ -287,6 +179,8 @@ class _GroupHandle:
 
     def _end(self, error: str | None) -> None:
         for run in self.runs:
+            if not run.ended and error is None:
+                run.last_frame = self.frame(run.name)
             if not run.ended:
                 run.finish(f"pipeline '{run.name}': {error}" if error else None)
         if self.actor is not None:

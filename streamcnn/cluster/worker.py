@@ -41,6 +41,9 @@ class GroupWorker:
         self.progress: dict[str, ProgressFile] = {}
         self.resumed: dict[str, int] = {}  # pipeline -> the frame index it went on from
         self._lock = threading.Lock()
+        import ray
+
+        self.ray_node = ray.get_runtime_context().get_node_id()
         handler = logging.StreamHandler()
         handler.setFormatter(RedactingFormatter())
         root = logging.getLogger()
@@ -96,16 +99,16 @@ class GroupWorker:
             return self.poll()
 
     def poll(self) -> dict[str, Any]:
-        """``{"pid", "node", "attempt" (-1: not started), "done" (every pipeline ended), "runs":
-        {name: snapshot + "stats" + "resumed_at"}}``."""
+        """``{"pid", "node" (host name), "ray_node" (Ray's node id), "attempt" (-1: not started),
+        "done" (every pipeline ended), "runs": {name: snapshot + "stats" + "resumed_at"}}``."""
         engine = self.engine
         runs = {}
         if engine is not None:
             for run in list(engine.runs):
                 runs[run.name] = self._describe(run)
         done = engine is not None and all(r.thread is not None and not r.thread.is_alive() for r in engine.runs)
-        return {"pid": os.getpid(), "node": node_name(), "attempt": self.attempt, "done": done, "runs": runs,
-                "time": time.time()}
+        return {"pid": os.getpid(), "node": node_name(), "ray_node": self.ray_node, "attempt": self.attempt,
+                "done": done, "runs": runs, "time": time.time()}
 
     def _describe(self, run: Any) -> dict[str, Any]:
         snap = run.snapshot()
