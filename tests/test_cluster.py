@@ -6,6 +6,7 @@ The cluster is started once for this module (3 CPUs, no dashboard) and stopped a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -59,6 +60,24 @@ def cluster(tmp_path_factory):
 def _run(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "streamcnn", "run", *args], cwd=cwd, env={**os.environ, **ENV},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@contextlib.contextmanager
+def _serving(cwd: Path, port: int):
+    """``streamcnn run p.yaml --serve 127.0.0.1:PORT`` in ``cwd``; killed on the way out if it still runs."""
+    proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], cwd)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def _terminate(proc: subprocess.Popen) -> str:
+    """SIGTERM to the driver; its stderr once it has ended."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=120)[1]
 
 
 def _lines(path: Path) -> list[dict]:
@@ -195,8 +214,7 @@ def test_a_killed_actor_is_restarted_and_goes_on_and_sigterm_closes_everything(c
     whole) and leaves no actor on the cluster."""
     write(tmp_path / "p.yaml", ENDLESS.format(address=cluster, restarts=2, b_frames="null"))
     port = _free_port()
-    proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], tmp_path)
-    try:
+    with _serving(tmp_path, port) as proc:
         snap = _wait_for(port, lambda s: all((p.get("last_index") or 0) >= 30 for p in s.values()))
         assert snap["a"]["node"] == snap["b"]["node"] == socket.gethostname()
         assert snap["a"]["pid"] != snap["b"]["pid"]  # one actor (process) each
@@ -215,11 +233,7 @@ def test_a_killed_actor_is_restarted_and_goes_on_and_sigterm_closes_everything(c
         assert f'streamcnn_pipeline_info{{node="{socket.gethostname()}",pipeline="a"}} 1.0' in metrics
         processed = re.search(r'streamcnn_frames_processed_total\{pipeline="a"\} (\d+)', metrics)
         assert int(float(processed.group(1))) >= snap["a"]["last_index"]  # counted across the restart
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        err = _terminate(proc)
     assert proc.returncode == 0, err[-3000:]
     assert "restarted by Ray" in err and "restart 1 of 2" in err
     a, b = _lines(tmp_path / "out/a.jsonl"), _lines(tmp_path / "out/b.jsonl")
@@ -276,8 +290,7 @@ def test_a_pipeline_that_keeps_dying_fails_after_max_restarts_and_the_others_go_
     frame of a pipeline comes from its actor."""
     write(tmp_path / "p.yaml", ENDLESS.format(address=cluster, restarts=1, b_frames=200) + GROUPED)
     port = _free_port()
-    proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], tmp_path)
-    try:
+    with _serving(tmp_path, port) as proc:
         snap = _wait_for(port, lambda s: all((p.get("last_index") or 0) > 5 for p in s.values()))
         assert snap["c"]["pid"] == snap["d"]["pid"] != snap["a"]["pid"]  # one actor for the group
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pipelines/b/frame.jpg", timeout=30) as r:
@@ -299,11 +312,7 @@ def test_a_pipeline_that_keeps_dying_fails_after_max_restarts_and_the_others_go_
         assert snap["b"]["frames_processed"] == 200 and snap["e"]["frames_processed"] == 20
         assert "c" not in snap and snap["d"]["state"] == "running" and snap["d"]["last_index"] > d_then
         assert snap["e"]["pid"] not in (snap["d"]["pid"], snap["b"]["pid"])
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        err = _terminate(proc)
     assert proc.returncode == 1, err[-3000:]
     assert "pipeline 'a': its actor died and Ray gave up after 1 restart(s)" in err
     assert len(_lines(tmp_path / "out/b.jsonl")) == 200 and len(_lines(tmp_path / "out/e.jsonl")) == 20
@@ -336,8 +345,7 @@ def test_a_lost_node_s_pipelines_are_restarted_on_another_node(tmp_path, monkeyp
         first = ray_cluster.add_node(num_cpus=2)
         write(tmp_path / "p.yaml", ENDLESS.format(address=ray_cluster.address, restarts=2, b_frames="null"))
         port = _free_port()
-        proc = _run(["p.yaml", "--serve", f"127.0.0.1:{port}"], tmp_path)
-        try:
+        with _serving(tmp_path, port) as proc:
             snap = _wait_for(port, lambda s: all((p.get("last_index") or 0) >= 25 for p in s.values()))
             lost = snap["a"]["ray_node"]
             assert lost == snap["b"]["ray_node"] == first.node_id
@@ -347,11 +355,7 @@ def test_a_lost_node_s_pipelines_are_restarted_on_another_node(tmp_path, monkeyp
             snap = _wait_for(port, lambda s: all(p["restarts"] == 1 and p["state"] == "running"
                                                  and (p["last_index"] or 0) > 40 for p in s.values()))
             assert snap["a"]["ray_node"] == snap["b"]["ray_node"] == second.node_id != lost
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            err = _terminate(proc)
         assert proc.returncode == 0, err[-3000:]
         for name in ("a", "b"):
             rows = _lines(tmp_path / f"out/{name}.jsonl")

@@ -150,16 +150,16 @@ def cut_partial_line(path: Path) -> None:
     nothing when the file is absent or ends with a newline."""
     try:
         with open(path, "r+b") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            keep = size
-            while keep > 0:
-                fh.seek(max(0, keep - 4096))
-                block = fh.read(keep - max(0, keep - 4096))
-                nl = block.rfind(b"\n")
+            size = pos = fh.seek(0, os.SEEK_END)
+            keep = 0
+            while pos > 0:  # backwards, 64 KiB at a time, to the last newline
+                start = max(0, pos - 65536)
+                fh.seek(start)
+                nl = fh.read(pos - start).rfind(b"\n")
                 if nl >= 0:
-                    keep = max(0, keep - len(block)) + nl + 1
+                    keep = start + nl + 1
                     break
-                keep = max(0, keep - 4096)
+                pos = start
             if keep != size:
                 fh.truncate(keep)
     except FileNotFoundError:

@@ -69,9 +69,10 @@ class ImagesSink(Sink):
         self.frames = 0
         self.seen = 0  # frames offered (for `every`)
         self.last_pts: float | None = None  # pts of the last frame written (for `min_interval`)
-        first = ctx.resolve(ctx.fill(params.path).format(index=0))
+        self.pattern = ctx.fill(params.path)  # {pipeline} and {node} once; {index} per frame
+        first = ctx.resolve(self.pattern.format(index=0))
         first.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = ctx.lock_output(first.parent / Path(ctx.fill(params.path)).name)
+        self.lock = ctx.lock_output(first.parent / Path(self.pattern).name)
 
     def write(self, frame: Frame) -> None:
         self.seen += 1
@@ -80,7 +81,7 @@ class ImagesSink(Sink):
         if self.last_pts is not None and frame.pts - self.last_pts < self.params.min_interval - 1e-9:
             return
         self.last_pts = frame.pts
-        path = self.ctx.resolve(self.ctx.fill(self.params.path).format(index=frame.index))
+        path = self.ctx.resolve(self.pattern.format(index=frame.index))
         if path.parent not in self.folders:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.folders.add(path.parent)

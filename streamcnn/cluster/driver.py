@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from ..config import Config, PipelineConfig
-from ..engine.runner import output_clash
+from ..engine.runner import output_clash, wait_threads
 from . import ClusterError, import_ray
 from .plan import Group, plan_groups
 from .remote import RemoteRun
@@ -285,14 +285,8 @@ class ClusterEngine:
 
     def wait(self, poll: float = 0.2, forever: bool = False) -> None:
         """Block until every actor's pipelines have ended (or, with ``forever``, until `stop`)."""
-        while True:
-            alive = [g for g in list(self.groups) if g.thread is not None and g.thread.is_alive()]
-            if alive:
-                alive[0].thread.join(poll)  # type: ignore[union-attr]
-            elif forever and not self.stopping:
-                self._stop_waiting.wait(poll)
-            else:
-                return
+        wait_threads(lambda: [g.thread for g in list(self.groups) if g.thread is not None and g.thread.is_alive()],
+                     self._stop_waiting if forever else None, poll)
 
     @property
     def stopping(self) -> bool:

@@ -69,6 +69,7 @@ class Resume:
     pts: float
     wall: float
 
+
 __all__ = ["BufferClosed", "BufferEmpty", "Resume", "SourceReader", "backoff_delays"]
 
 DEFAULT_OPEN_TIMEOUT = 10.0  # seconds allowed for open() when the source names none

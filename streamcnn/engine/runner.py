@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from ..budget import Budget, apply, plan
 from ..config import Config, PipelineConfig
 from ..config.schema import RuntimeSpec
 from .pipeline import PipelineRun, PipelineStats
+
+
+def wait_threads(alive: Callable[[], list[Any]], until: threading.Event | None, poll: float = 0.2) -> None:
+    """Block until ``alive()`` (the threads still to wait for) is empty, joining ``poll`` seconds at
+    a time so that signal handlers run; then, when ``until`` is given, until it is set."""
+    while True:
+        threads = alive()
+        if threads:
+            threads[0].join(poll)
+        elif until is not None and not until.is_set():
+            until.wait(poll)
+        else:
+            return
 
 
 def output_clash(cfg: PipelineConfig, running: list[PipelineConfig]) -> str | None:
@@ -76,14 +91,8 @@ class Engine:
         """Block until every pipeline thread has ended (polling, so signal handlers can run); also
         the pipelines `add`ed meanwhile. With ``forever`` (a control server is up: pipelines may be
         added later), until `stop`."""
-        while True:
-            alive = [r for r in list(self.runs) if r.thread is not None and r.thread.is_alive()]
-            if alive:
-                alive[0].thread.join(poll)  # type: ignore[union-attr]
-            elif forever and not self.stopping:
-                self._stop_waiting.wait(poll)
-            else:
-                return
+        wait_threads(lambda: [r.thread for r in list(self.runs) if r.alive], self._stop_waiting if forever else None,
+                     poll)
 
     def find(self, name: str) -> PipelineRun | None:
         """The newest run of the pipeline ``name`` (None when there is none)."""
@@ -176,4 +185,4 @@ class Engine:
         return [r for r in self.runs if r.stats.error is not None]
 
 
-__all__ = ["Engine", "output_clash"]
+__all__ = ["Engine", "output_clash", "wait_threads"]
