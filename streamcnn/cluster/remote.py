@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..config import PipelineConfig
 from ..engine.pipeline import PipelineStats
 from ..frame import Frame
 from ..redact import redact
 
-if TYPE_CHECKING:
-    from .driver import _GroupHandle
+
+class ActorGroup(Protocol):
+    """What a `RemoteRun` needs of the actor that runs it (`streamcnn.cluster.driver`'s handle)."""
+
+    t0: float  # perf_counter when the actor was launched
+
+    def frame(self, name: str) -> Any:
+        """The latest frame of pipeline ``name`` from the actor, or None."""
 
 #: counters of a snapshot that add up over an actor's restarts
 COUNTERS = ("frames_read", "frames_processed", "frames_skipped", "frames_dropped", "pts_discontinuities",
@@ -30,7 +36,7 @@ class RemoteRun:
         restarts: how often Ray restarted its actor.
     """
 
-    def __init__(self, cfg: PipelineConfig, group: _GroupHandle) -> None:
+    def __init__(self, cfg: PipelineConfig, group: ActorGroup) -> None:
         self.cfg, self.group = cfg, group
         self.state = "connecting"
         self.stats = PipelineStats()
@@ -127,4 +133,4 @@ class RemoteRun:
         self.ended = True
 
 
-__all__ = ["COUNTERS", "RemoteRun"]
+__all__ = ["COUNTERS", "ActorGroup", "RemoteRun"]
